@@ -1,0 +1,39 @@
+"""gunicorn settings for the wsgi-ws sample: `gunicorn -c gunicorn.conf.py app:app`.
+
+Every setting can be overridden by an environment variable: WSGI_WS_BIND / WSGI_WS_WORKERS / ... for the server,
+WS_<OPTION> (for example WS_MAX_MESSAGE_SIZE=16MiB) for the WebSocket options below.
+A bad value stops start-up with a message that names the setting.
+"""
+
+import os
+
+import wsgi_ws
+
+# The gevent-based WebSocket worker: one greenlet per connection.
+worker_class = "wsgi_ws.worker.WebSocketWorker"
+bind = os.environ.get("WSGI_WS_BIND", "127.0.0.1:5000")
+workers = int(os.environ.get("WSGI_WS_WORKERS", "1"))
+# Connections one worker serves at once (WebSocket connections count too).
+worker_connections = int(os.environ.get("WSGI_WS_WORKER_CONNECTIONS", "1000"))
+# Seconds open connections get to finish on shutdown or reload.
+graceful_timeout = int(os.environ.get("WSGI_WS_GRACEFUL_TIMEOUT", "30"))
+# gunicorn 27 opens a control socket at one shared path; give each server its own or none.
+control_socket_disable = os.environ.get("WSGI_WS_CONTROL_SOCKET", "") == ""
+if not control_socket_disable:
+    control_socket = os.environ["WSGI_WS_CONTROL_SOCKET"]
+accesslog = os.environ.get("WSGI_WS_ACCESS_LOG", "-")
+loglevel = os.environ.get("WSGI_WS_LOG_LEVEL", "info")
+
+# WebSocket options, shown with their defaults; WS_* environment variables win over these.
+wsgi_ws.configure(
+    allowed_origins=["*"],  # or ["https://example.com", "https://*.example.com"]
+    require_origin=False,  # True: refuse clients that send no Origin header
+    keep_alive_interval=120.0,  # seconds of silence before the server pings; None = off
+    keep_alive_timeout=None,  # seconds to wait for the pong; None = wait forever
+    receive_buffer_size=4096,  # bytes per partial read
+    max_message_size=1024 * 1024,  # bytes; larger messages close the connection with 1009
+    max_frame_size=None,  # bytes; None = same as max_message_size
+    close_timeout=5.0,  # seconds close() waits for the peer's close frame
+    handshake_timeout=10.0,  # seconds a client has to send its upgrade request
+    subprotocols=[],  # subprotocols accepted, in order of preference
+)

@@ -1,0 +1,60 @@
+"""Server-independent WSGI glue: recognise an upgrade request, refuse a bad one, or make its WebSocket.
+
+Every server integration (the gunicorn worker, later others) calls :func:`prepare` for each request and
+then either runs the refusal app it returns or puts the WebSocket into ``environ["wsgi.websocket"]``.
+"""
+
+from __future__ import annotations
+
+import http
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import Any
+
+from .exceptions import HandshakeError
+from .handshake import HandshakeRequest, is_upgrade_request, validate_request
+from .options import WebSocketOptions
+from .origins import OriginPolicy
+
+__all__ = ["ENVIRON_KEY", "http_error_app", "origin_policy", "prepare"]
+
+#: The environ key under which the WebSocket is handed to the application (gevent-websocket's key).
+ENVIRON_KEY = "wsgi.websocket"
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[MutableMapping[str, Any], StartResponse], Iterable[bytes]]
+
+_policies: dict[tuple[tuple[str, ...], bool], OriginPolicy] = {}
+
+
+def origin_policy(options: WebSocketOptions) -> OriginPolicy:
+    """The origin policy of these options (built once per distinct setting)."""
+    key = (options.allowed_origins, options.require_origin)
+    policy = _policies.get(key)
+    if policy is None:
+        policy = _policies[key] = OriginPolicy(*key)
+    return policy
+
+
+def prepare(environ: MutableMapping[str, Any], options: WebSocketOptions) -> HandshakeRequest | WSGIApp | None:
+    """None for an ordinary HTTP request; a WSGI app that answers a refused upgrade; or the valid request."""
+    if not is_upgrade_request(environ):
+        return None
+    try:
+        return validate_request(environ, origin_policy(options))
+    except HandshakeError as error:
+        return http_error_app(error.status, error.reason, error.headers)
+
+
+def http_error_app(status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()) -> WSGIApp:
+    """A WSGI app that answers with ``status``, a plain-text body giving ``reason``, and closes the connection."""
+    phrase = http.HTTPStatus(status).phrase
+    body = f"{status} {phrase}: {reason}\n".encode()
+
+    def app(environ: MutableMapping[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        start_response(
+            f"{status} {phrase}",
+            [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), ("Connection", "close"), *headers],
+        )
+        return [body]
+
+    return app

@@ -1,0 +1,122 @@
+"""The opening handshake (RFC 6455 §4.2), I/O free: validate an upgrade request, build the 101 response.
+
+A request is a WebSocket request when its ``Upgrade`` header names ``websocket``. Such a request is then
+checked in this order, and the first failure decides the HTTP answer:
+
+=======================================================  ==========================================
+check                                                    refusal
+=======================================================  ==========================================
+method is GET, version HTTP/1.1 or later, Host present   400
+``Connection`` names ``upgrade``                         400
+``Sec-WebSocket-Version`` is 13                          426 with ``Sec-WebSocket-Version: 13``
+``Sec-WebSocket-Key`` is base64 of 16 bytes              400
+``Origin`` passes the origin policy                      403
+=======================================================  ==========================================
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from websockets.utils import accept_key
+
+from .exceptions import HandshakeError
+from .origins import OriginPolicy
+
+__all__ = ["HandshakeRequest", "accept_response", "header_tokens", "is_upgrade_request", "validate_request"]
+
+SUPPORTED_VERSION = "13"
+
+
+@dataclass(frozen=True)
+class HandshakeRequest:
+    """What a valid upgrade request asked for."""
+
+    key: str
+    origin: str | None
+    subprotocols: tuple[str, ...]
+    extensions: str
+
+    def select_subprotocol(self, preferred: tuple[str, ...]) -> str | None:
+        """The first of the server's ``preferred`` subprotocols that the client offered, or None."""
+        for name in preferred:
+            if name in self.subprotocols:
+                return name
+        return None
+
+
+def header_tokens(value: str | None) -> list[str]:
+    """Split a comma-separated header value into lower-cased tokens."""
+    if not value:
+        return []
+    return [token.strip().lower() for token in value.split(",") if token.strip()]
+
+
+def is_upgrade_request(environ: Mapping[str, Any]) -> bool:
+    """True if the request asks to upgrade to WebSocket (``Upgrade: websocket``)."""
+    return "websocket" in header_tokens(environ.get("HTTP_UPGRADE"))
+
+
+def validate_request(environ: Mapping[str, Any], origins: OriginPolicy) -> HandshakeRequest:
+    """Check an upgrade request; return what it asked for or raise :class:`HandshakeError`."""
+    if environ.get("REQUEST_METHOD") != "GET":
+        raise HandshakeError(400, "a WebSocket upgrade must be a GET request (RFC 6455 §4.1)")
+    protocol = str(environ.get("SERVER_PROTOCOL", ""))
+    if not protocol.startswith("HTTP/") or _version_tuple(protocol[5:]) < (1, 1):
+        raise HandshakeError(400, "a WebSocket upgrade needs HTTP/1.1 or later (RFC 6455 §4.1)")
+    if not environ.get("HTTP_HOST"):
+        raise HandshakeError(400, "missing Host header (RFC 6455 §4.1)")
+    if "upgrade" not in header_tokens(environ.get("HTTP_CONNECTION")):
+        raise HandshakeError(400, "missing 'Connection: Upgrade' header (RFC 6455 §4.1)")
+    version = environ.get("HTTP_SEC_WEBSOCKET_VERSION")
+    if version is None or version.strip() != SUPPORTED_VERSION:
+        reason = "missing Sec-WebSocket-Version header" if version is None else f"unsupported Sec-WebSocket-Version {version.strip()!r}"
+        raise HandshakeError(426, f"{reason}; this server speaks version 13 (RFC 6455 §4.4)", (("Sec-WebSocket-Version", SUPPORTED_VERSION),))
+    key = environ.get("HTTP_SEC_WEBSOCKET_KEY")
+    if key is None:
+        raise HandshakeError(400, "missing Sec-WebSocket-Key header (RFC 6455 §4.1)")
+    key = key.strip()
+    if not _is_valid_key(key):
+        raise HandshakeError(400, "Sec-WebSocket-Key must be 16 bytes in base64 (RFC 6455 §4.1)")
+    origin = environ.get("HTTP_ORIGIN")
+    if not origins.allows(origin):
+        reason = "an Origin header is required" if origin is None else f"origin {origin!r} is not allowed"
+        raise HandshakeError(403, reason)
+    offered = tuple(token.strip() for token in str(environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL", "")).split(",") if token.strip())
+    return HandshakeRequest(key=key, origin=origin, subprotocols=offered, extensions=str(environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS", "")))
+
+
+def accept_response(key: str, subprotocol: str | None = None, headers: tuple[tuple[str, str], ...] = ()) -> bytes:
+    """The bytes of the ``101 Switching Protocols`` response that accepts the connection."""
+    lines = [
+        "HTTP/1.1 101 Switching Protocols",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Accept: {accept_key(key)}",
+    ]
+    if subprotocol is not None:
+        lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
+    for name, value in headers:
+        if any(c in name + value for c in "\r\n"):
+            raise ValueError(f"header {name!r} contains a line break")
+        lines.append(f"{name}: {value}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _is_valid_key(key: str) -> bool:
+    try:
+        raw = base64.b64decode(key.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        return False
+    return len(raw) == 16
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split("."))
+    except ValueError:
+        return (0,)

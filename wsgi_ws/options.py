@@ -1,0 +1,253 @@
+"""WebSocket options: one immutable, validated value, built from code, a mapping, Flask config or the environment.
+
+Precedence, lowest first: the defaults, what ``gunicorn.conf.py`` (or any code) passes to :func:`configure`,
+``WEBSOCKET_*`` keys of the Flask config, then ``WS_*`` environment variables. A bad value raises
+:class:`~wsgi_ws.exceptions.InvalidOption` naming the setting, so a server stops at start-up, not at the
+first connection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .exceptions import InvalidOption
+from .origins import check_pattern
+
+__all__ = ["WebSocketOptions", "configure", "current_options", "ENV_PREFIX", "CONFIG_PREFIX"]
+
+ENV_PREFIX = "WS_"
+CONFIG_PREFIX = "WEBSOCKET_"
+_log = logging.getLogger("wsgi_ws")
+_OFF_WORDS = {"", "0", "none", "off", "false", "no"}
+_ON_WORDS = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class WebSocketOptions:
+    """The settings of every WebSocket connection a process serves (see the README's options table)."""
+
+    #: Origins allowed to connect (``*`` = all); others get HTTP 403 before any upgrade.
+    allowed_origins: tuple[str, ...] = ("*",)
+    #: Refuse requests without an ``Origin`` header (non-browser clients) with 403.
+    require_origin: bool = False
+    #: Seconds without received data after which the server sends a ping; ``None`` turns pings off.
+    keep_alive_interval: float | None = 120.0
+    #: Seconds to wait for a pong (or any data) after a ping before the connection is closed; ``None`` = forever.
+    keep_alive_timeout: float | None = None
+    #: Bytes returned at most by one partial read.
+    receive_buffer_size: int = 4096
+    #: Largest message accepted, in bytes; over it the connection closes with 1009. ``None`` = no limit.
+    max_message_size: int | None = 1024 * 1024
+    #: Largest frame accepted, in bytes (``None`` = same as ``max_message_size``); over it, 1009.
+    max_frame_size: int | None = None
+    #: Seconds ``close()`` waits for the peer's close frame before closing TCP.
+    close_timeout: float = 5.0
+    #: Seconds a client has to send its whole upgrade request.
+    handshake_timeout: float = 10.0
+    #: Subprotocols the server accepts, in its order of preference.
+    subprotocols: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        for spec in _SPECS.values():
+            spec.check(getattr(self, spec.name))
+
+    def replace(self, **changes: Any) -> WebSocketOptions:
+        """Return a copy with some settings changed (values may be given as strings, as in the environment)."""
+        unknown = set(changes) - set(_SPECS)
+        if unknown:
+            name = sorted(unknown)[0]
+            raise InvalidOption(name, f"unknown setting; known: {', '.join(sorted(_SPECS))}")
+        parsed = {name: _SPECS[name].parse(name, value) for name, value in changes.items()}
+        return dataclasses.replace(self, **parsed)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], prefix: str = "") -> WebSocketOptions:
+        """Build options from a mapping, taking only keys that start with ``prefix`` (case-insensitive)."""
+        return cls().merged(values, prefix)
+
+    def merged(self, values: Mapping[str, Any], prefix: str = "") -> WebSocketOptions:
+        """Return a copy with the settings found in ``values`` under ``prefix`` applied."""
+        changes: dict[str, Any] = {}
+        for key, value in values.items():
+            if not key.upper().startswith(prefix.upper()):
+                continue
+            name = key[len(prefix) :].lower()
+            if name not in _SPECS:
+                raise InvalidOption(key, f"unknown setting; known: {', '.join(sorted(_SPECS))}")
+            changes[name] = _SPECS[name].parse(key, value)
+        return dataclasses.replace(self, **changes)
+
+    def with_environment(self, environ: Mapping[str, str] | None = None) -> WebSocketOptions:
+        """Return a copy with the ``WS_*`` environment variables applied on top."""
+        env = os.environ if environ is None else environ
+        ours = {key: value for key, value in env.items() if key.startswith(ENV_PREFIX)}
+        for key in [key for key in ours if key[len(ENV_PREFIX) :].lower() not in _SPECS]:
+            _log.warning("ignoring environment variable %s: not a WebSocket setting", key)
+            del ours[key]
+        return self.merged(ours, ENV_PREFIX)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """How one setting is parsed from text and checked."""
+
+    name: str
+    parse_text: Callable[[str], Any]
+    validate: Callable[[Any], str | None]
+
+    def parse(self, label: str, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = self.parse_text(value.strip())
+            except ValueError as exc:
+                raise InvalidOption(label, f"cannot read {value!r}: {exc}") from None
+        value = _normalise(self.name, value)
+        problem = self.validate(value)
+        if problem:
+            raise InvalidOption(label, f"{problem}, got {value!r}")
+        return value
+
+    def check(self, value: Any) -> None:
+        problem = self.validate(value)
+        if problem:
+            raise InvalidOption(self.name, f"{problem}, got {value!r}")
+
+
+def _seconds_or_off(text: str) -> float | None:
+    return None if text.lower() in _OFF_WORDS else float(text)
+
+
+def _bytes_or_off(text: str) -> int | None:
+    return None if text.lower() in _OFF_WORDS else _size(text)
+
+
+def _size(text: str) -> int:
+    units = {"kib": 1024, "k": 1024, "mib": 1024**2, "m": 1024**2, "gib": 1024**3, "g": 1024**3}
+    lowered = text.lower()
+    for unit, factor in units.items():
+        if lowered.endswith(unit):
+            return int(float(lowered[: -len(unit)].strip()) * factor)
+    return int(lowered)
+
+
+def _flag(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in _ON_WORDS:
+        return True
+    if lowered in _OFF_WORDS:
+        return False
+    raise ValueError("expected true/false")
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.replace(" ", ",").split(",") if part.strip())
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN
+
+
+def _positive_seconds_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not _is_number(value) or value < 0 or value == float("inf"):
+        return "expected a number of seconds >= 0, or none/off"
+    return None
+
+
+def _positive_seconds(value: Any) -> str | None:
+    if not _is_number(value) or value <= 0 or value == float("inf"):
+        return "expected a number of seconds > 0"
+    return None
+
+
+def _positive_size_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        return "expected a whole number of bytes > 0, or none/off"
+    return None
+
+
+def _buffer_size(value: Any) -> str | None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 64 * 1024 * 1024:
+        return "expected a whole number of bytes from 1 to 64 MiB"
+    return None
+
+
+def _bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "expected true or false"
+
+
+def _tokens(value: Any) -> str | None:
+    if not isinstance(value, tuple) or not all(isinstance(item, str) and item for item in value):
+        return "expected a list of non-empty names"
+    return None
+
+
+def _origins(value: Any) -> str | None:
+    problem = _tokens(value)
+    if problem:
+        return problem
+    for pattern in value:
+        pattern_problem = check_pattern(pattern)
+        if pattern_problem:
+            return pattern_problem
+    return None
+
+
+_SPECS: dict[str, _Spec] = {
+    spec.name: spec
+    for spec in (
+        _Spec("allowed_origins", _words, _origins),
+        _Spec("require_origin", _flag, _bool),
+        _Spec("keep_alive_interval", _seconds_or_off, _positive_seconds_or_none),
+        _Spec("keep_alive_timeout", _seconds_or_off, _positive_seconds_or_none),
+        _Spec("receive_buffer_size", _size, _buffer_size),
+        _Spec("max_message_size", _bytes_or_off, _positive_size_or_none),
+        _Spec("max_frame_size", _bytes_or_off, _positive_size_or_none),
+        _Spec("close_timeout", float, _positive_seconds),
+        _Spec("handshake_timeout", float, _positive_seconds),
+        _Spec("subprotocols", _words, _tokens),
+    )
+}
+
+
+def _normalise(name: str, value: Any) -> Any:
+    """Accept lists where tuples are stored, and 0 for 'off' in the optional numbers."""
+    if name in ("allowed_origins", "subprotocols") and isinstance(value, Iterable) and not isinstance(value, str):
+        return tuple(value)
+    if name in ("keep_alive_interval", "keep_alive_timeout") and _is_number(value) and value == 0:
+        return None
+    return value
+
+
+_explicit: dict[str, Any] = {}
+_current: WebSocketOptions | None = None
+
+
+def configure(options: WebSocketOptions | None = None, **settings: Any) -> WebSocketOptions:
+    """Set this process's WebSocket options (``WS_*`` environment variables still win); returns them.
+
+    Call it from ``gunicorn.conf.py`` so a bad value stops start-up with a message naming the setting.
+    """
+    global _current
+    if options is not None:
+        _explicit.clear()
+        _explicit.update({f.name: getattr(options, f.name) for f in dataclasses.fields(options)})
+    _explicit.update(settings)
+    _current = WebSocketOptions().replace(**_explicit).with_environment()
+    return _current
+
+
+def current_options() -> WebSocketOptions:
+    """The options in force: what :func:`configure` set, or the defaults with the environment applied."""
+    global _current
+    if _current is None:
+        _current = WebSocketOptions().with_environment()
+    return _current

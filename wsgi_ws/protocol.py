@@ -1,0 +1,219 @@
+"""The RFC 6455 state of one accepted connection, I/O free: bytes in, whole messages out, and back.
+
+Framing, unmasking (C-accelerated), control frames, close codes and size limits are the work of the
+``websockets`` package's sans-I/O :class:`websockets.protocol.Protocol`; this module adds what a blocking
+server needs on top: reassembly of fragmented messages into ``str`` or ``bytes``, UTF-8 validation of text
+that fails fast on each fragment (RFC 6455 §8.1), and the close code the handler should see.
+
+Call order: after :meth:`Session.receive_data`, :meth:`Session.receive_eof` or any ``send_*`` method, call
+:meth:`Session.data_to_send` and write what it returns; an empty ``bytes`` at the end means "half-close TCP".
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+from collections import deque
+from collections.abc import Callable
+
+from websockets.exceptions import InvalidState
+from websockets.exceptions import ProtocolError as _WebsocketsProtocolError
+from websockets.frames import Close, CloseCode, Frame, Opcode
+from websockets.protocol import SEND_EOF, Protocol, Side, State
+
+from .exceptions import ConnectionClosed
+
+__all__ = ["CloseCode", "Session", "SEND_EOF"]
+
+Message = str | bytes
+
+_TEXT = Opcode.TEXT
+_BINARY = Opcode.BINARY
+_CONT = Opcode.CONT
+_PING = Opcode.PING
+_PONG = Opcode.PONG
+_CLOSE = Opcode.CLOSE
+_OPEN = State.OPEN
+_utf8_decoder: Callable[[], codecs.IncrementalDecoder] = codecs.getincrementaldecoder("utf-8")
+
+
+class Session:
+    """One accepted WebSocket connection, server side, without I/O."""
+
+    def __init__(self, max_message_size: int | None, max_frame_size: int | None = None, logger: logging.Logger | None = None) -> None:
+        self._protocol = Protocol(
+            Side.SERVER,
+            state=State.OPEN,
+            max_size=(max_message_size, max_frame_size),
+            logger=logger or logging.getLogger("wsgi_ws.protocol"),
+        )
+        #: Whole messages received and not yet taken by the handler.
+        self.messages: deque[Message] = deque()
+        #: True once nothing more will be received: a close frame arrived, the peer vanished, or we failed.
+        self.receive_done = False
+        #: Pong frames received so far (keep-alive watches this).
+        self.pongs_received = 0
+        self._fragments: list[bytes] = []
+        self._text_parts: list[str] = []
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._failed: CloseCode | int | None = None
+
+    # Receiving.
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the network; completed messages are appended to :attr:`messages`."""
+        protocol = self._protocol
+        protocol.receive_data(data)
+        events = protocol.events_received()
+        if events:
+            for frame in events:
+                if self._failed is not None:
+                    break
+                self._on_frame(frame)  # type: ignore[arg-type]
+        if protocol.parser_exc is not None or protocol.state is not _OPEN:
+            self.receive_done = True
+
+    def receive_eof(self) -> None:
+        """The peer closed TCP (or the connection broke): nothing more will be received."""
+        self._protocol.receive_eof()
+        self.receive_done = True
+
+    def _on_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        data = frame.data
+        if opcode is _TEXT:
+            if frame.fin:
+                try:
+                    self.messages.append(bytes(data).decode("utf-8") if type(data) is not bytes else data.decode("utf-8"))
+                except UnicodeDecodeError as exc:
+                    self._fail_utf8(exc)
+            else:
+                self._decoder = _utf8_decoder()
+                self._text_parts = []
+                self._decode_fragment(data, False)
+        elif opcode is _BINARY:
+            if frame.fin:
+                self.messages.append(bytes(data))
+            else:
+                self._decoder = None
+                self._fragments = [bytes(data)]
+        elif opcode is _CONT:
+            if self._decoder is not None:
+                self._decode_fragment(data, frame.fin)
+                if frame.fin and self._failed is None:
+                    self.messages.append("".join(self._text_parts))
+                    self._text_parts = []
+                    self._decoder = None
+            else:
+                self._fragments.append(bytes(data))
+                if frame.fin:
+                    self.messages.append(b"".join(self._fragments))
+                    self._fragments = []
+        elif opcode is _PONG:
+            self.pongs_received += 1
+        elif opcode is _CLOSE:
+            self.receive_done = True
+        # Pings are answered by the protocol itself (RFC 6455 §5.5.2).
+
+    def _decode_fragment(self, data: bytes | bytearray | memoryview, final: bool) -> None:
+        assert self._decoder is not None
+        try:
+            self._text_parts.append(self._decoder.decode(data, final))
+        except UnicodeDecodeError as exc:
+            self._fail_utf8(exc)
+
+    def _fail_utf8(self, exc: UnicodeDecodeError) -> None:
+        self.fail(CloseCode.INVALID_DATA, f"invalid UTF-8 in text message: {exc.reason}")
+
+    # Sending.
+
+    def send_message(self, data: Message | bytearray | memoryview, binary: bool | None = None) -> None:
+        """Queue one whole message: ``str`` as text and bytes-like as binary, unless ``binary`` says otherwise."""
+        protocol = self._protocol
+        if protocol.state is not _OPEN:
+            raise self.closed_error()
+        if isinstance(data, str):
+            payload = data.encode("utf-8")
+            text = not binary if binary is not None else True
+        else:
+            payload = bytes(data) if not isinstance(data, bytes) else data
+            text = binary is False
+            if text:
+                payload.decode("utf-8")  # a text frame must carry valid UTF-8; raises UnicodeDecodeError
+        if text:
+            protocol.send_text(payload)
+        else:
+            protocol.send_binary(payload)
+
+    def send_ping(self, data: bytes = b"") -> None:
+        """Queue a ping frame (at most 125 bytes of payload)."""
+        if len(data) > 125:
+            raise ValueError("a ping payload is at most 125 bytes (RFC 6455 §5.5)")
+        try:
+            self._protocol.send_ping(data)
+        except InvalidState:
+            raise self.closed_error() from None
+
+    def send_close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake with this code and reason (no-op if a close frame was already sent)."""
+        if self._protocol.state is not _OPEN:
+            return
+        if len(reason.encode("utf-8")) > 123:
+            raise ValueError("a close reason is at most 123 bytes of UTF-8 (RFC 6455 §5.5)")
+        try:
+            self._protocol.send_close(code, reason)
+        except _WebsocketsProtocolError as exc:
+            raise ValueError(f"invalid close code {code}: {exc}") from None
+
+    def fail(self, code: int, reason: str = "") -> None:
+        """Fail the connection (RFC 6455 §7.1.7): send a close frame with ``code``, stop reading."""
+        if self._failed is None:
+            self._failed = code
+        self._protocol.fail(code, reason)
+        self.receive_done = True
+
+    def data_to_send(self) -> list[bytes]:
+        """Bytes to write to the network, in order; a final ``b""`` asks to half-close TCP."""
+        return self._protocol.data_to_send()
+
+    # State.
+
+    @property
+    def is_open(self) -> bool:
+        """True while messages may still be sent (no close frame sent yet)."""
+        return self._protocol.state is _OPEN
+
+    @property
+    def close_sent(self) -> Close | None:
+        """The close frame sent, if any."""
+        return self._protocol.close_sent
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code the handler sees: the peer's, else the one we failed with, else 1006; None while open."""
+        return self._close()[0] if self.receive_done else None
+
+    @property
+    def close_reason(self) -> str:
+        """The close reason matching :attr:`close_code`."""
+        return self._close()[1] if self.receive_done else ""
+
+    def _close(self) -> tuple[int, str]:
+        protocol = self._protocol
+        if protocol.close_rcvd is not None:
+            return protocol.close_rcvd.code, protocol.close_rcvd.reason
+        sent = protocol.close_sent
+        failed = self._failed is not None or (protocol.parser_exc is not None and not isinstance(protocol.parser_exc, EOFError))
+        if failed and sent is not None:
+            return sent.code, sent.reason
+        return CloseCode.ABNORMAL_CLOSURE, ""
+
+    def closed_error(self) -> ConnectionClosed:
+        """The exception for an attempt to use this connection once it is closing or closed."""
+        if self.receive_done:
+            code, reason = self._close()
+            return ConnectionClosed(int(code), reason)
+        sent = self._protocol.close_sent
+        if sent is not None:
+            return ConnectionClosed(sent.code, sent.reason)
+        return ConnectionClosed(CloseCode.ABNORMAL_CLOSURE)
