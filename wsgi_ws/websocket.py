@@ -65,8 +65,7 @@ class WebSocket:
         self._corked = 0
         self._flush_scheduled = False
         self._none_returned = False
-        #: The subprotocol chosen at accept, or None.
-        self.subprotocol: str | None = None
+        self._subprotocol: str | None = None
         #: Messages and bytes each way, for logs.
         self.messages_received = self.messages_sent = 0
 
@@ -86,6 +85,13 @@ class WebSocket:
     def offered_subprotocols(self) -> tuple[str, ...]:
         """The subprotocols the client offered, in its order."""
         return self._request.subprotocols
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol in use; before accept, the one an implicit accept will choose (or None)."""
+        if self._state is _PENDING:
+            return self._request.select_subprotocol(self._options.subprotocols)
+        return self._subprotocol
 
     @property
     def accepted(self) -> bool:
@@ -129,7 +135,7 @@ class WebSocket:
         session = Session(options.max_message_size, options.max_frame_size)
         self._sock.settimeout(None)
         self._sock.sendall(response)
-        self.subprotocol = subprotocol
+        self._subprotocol = subprotocol
         self._session = session
         self._state = _OPEN
         log.debug("accepted WebSocket %s", self.path)

@@ -1,0 +1,116 @@
+"""Flask routes that exercise the edges of the public API, served by gunicorn in the end-to-end tests."""
+
+from __future__ import annotations
+
+import threading
+
+from flask import Flask, Response, abort
+
+from wsgi_ws import WebSocket
+from wsgi_ws.flask_ext import WebSockets
+
+app = Flask(__name__)
+sockets = WebSockets(app)
+
+
+@sockets.route("/ws")
+def echo(ws: WebSocket) -> None:
+    """Echo, as in the sample app."""
+    for message in ws:
+        ws.send(message)
+
+
+@sockets.route("/deny")
+def deny(ws: WebSocket) -> Response:
+    """Refuse with a plain HTTP answer before accepting."""
+    return Response("no entry\n", status=403, headers={"X-Reason": "test"})
+
+
+@sockets.route("/missing")
+def missing(ws: WebSocket) -> None:
+    """Refuse with an HTTPException before accepting."""
+    abort(404)
+
+
+@sockets.route("/raise-before")
+def raise_before(ws: WebSocket) -> None:
+    """Fail before accepting: plain HTTP 500."""
+    raise RuntimeError("boom before accept")
+
+
+@sockets.route("/raise-after")
+def raise_after(ws: WebSocket) -> None:
+    """Fail after the first message: close 1011."""
+    ws.receive()
+    raise RuntimeError("boom after accept")
+
+
+@sockets.route("/close-with")
+def close_with(ws: WebSocket) -> None:
+    """Close with the code and reason the client asks for in its first message: "CODE REASON"."""
+    text = ws.receive()
+    assert isinstance(text, str)
+    code, _, reason = text.partition(" ")
+    ws.close(int(code), reason)
+
+
+@sockets.route("/return-none")
+def return_none(ws: WebSocket) -> None:
+    """Return without accepting or a word: accepted and closed with 1000."""
+
+
+@sockets.route("/explicit-accept")
+def explicit_accept(ws: WebSocket) -> None:
+    """Accept with the client's last offered subprotocol, then report the choice."""
+    ws.accept(subprotocol=ws.offered_subprotocols[-1])
+    ws.send(f"subprotocol={ws.subprotocol}")
+
+
+@sockets.route("/subprotocol")
+def subprotocol(ws: WebSocket) -> None:
+    """Report the subprotocol chosen implicitly from the server's preferences."""
+    ws.send(f"subprotocol={ws.subprotocol}")
+    ws.receive()
+
+
+@sockets.route("/close-code")
+def close_code(ws: WebSocket) -> None:
+    """After the client closes, send nothing; log what the handler saw (checked through the server log)."""
+    for _ in ws:
+        pass
+    app.logger.warning("handler saw close_code=%s close_reason=%r", ws.close_code, ws.close_reason)
+
+
+@sockets.route("/concurrent")
+def concurrent(ws: WebSocket) -> None:
+    """On "N M": N threads each send M numbered messages at once; frames must never interleave."""
+    text = ws.receive()
+    assert isinstance(text, str)
+    writers, count = (int(part) for part in text.split())
+
+    def write(index: int) -> None:
+        for number in range(count):
+            ws.send(f"{index}:{number}:" + "x" * (number % 5000))
+
+    threads = [threading.Thread(target=write, args=(index,)) for index in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ws.send("done")
+    ws.receive()
+
+
+@sockets.route("/after-close")
+def after_close(ws: WebSocket) -> None:
+    """Receive until closed; then receive again must raise ConnectionClosed, and so must send."""
+    while ws.receive() is not None:
+        pass
+    outcomes = []
+    for action in (ws.receive, lambda: ws.send("late")):
+        try:
+            action()
+            outcomes.append("no error")
+        except Exception as exc:  # noqa: BLE001 - the test reads the class name
+            outcomes.append(type(exc).__name__)
+    app.logger.warning("after close: %s", ",".join(outcomes))

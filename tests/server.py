@@ -1,0 +1,70 @@
+"""Start a real gunicorn, from the project's own gunicorn.conf.py, on a loopback port the test owns."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from tests.constants import TIMEOUT
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class GunicornServer:
+    """A gunicorn process listening on a socket this object bound first, so it is ready to connect at once.
+
+    The listening socket is handed over as ``fd://N``: connections made before the worker is up wait in the
+    kernel's backlog, so no test ever polls or sleeps for start-up.
+    """
+
+    def __init__(self, app: str = "app:app", env: Mapping[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(1024)
+        self.port: int = self.listener.getsockname()[1]
+        self.log_file = tempfile.NamedTemporaryFile(prefix="gunicorn-", suffix=".log", delete=False)
+        fd = self.listener.fileno()
+        environment = {k: v for k, v in os.environ.items() if not k.startswith(("WS_", "WSGI_WS_"))}
+        environment.update({"WSGI_WS_BIND": f"fd://{fd}", "PYTHONPATH": str(ROOT), "WSGI_WS_ACCESS_LOG": "-"})
+        environment.update(env or {})
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), *args, app],
+            cwd=ROOT,
+            env=environment,
+            pass_fds=(fd,),
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def url(self) -> str:
+        """The ws:// base URL."""
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        """The http:// base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        """Everything the server printed so far."""
+        return Path(self.log_file.name).read_text(errors="replace")
+
+    def stop(self) -> int:
+        """SIGTERM, wait for the exit, and return the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=3 * TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.listener.close()
+        return self.process.returncode
