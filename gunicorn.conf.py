@@ -6,6 +6,7 @@ A bad value stops start-up with a message that names the setting.
 """
 
 import os
+import sys
 
 import wsgi_ws
 
@@ -25,15 +26,18 @@ accesslog = os.environ.get("WSGI_WS_ACCESS_LOG", "-")
 loglevel = os.environ.get("WSGI_WS_LOG_LEVEL", "info")
 
 # WebSocket options, shown with their defaults; WS_* environment variables win over these.
-wsgi_ws.configure(
-    allowed_origins=["*"],  # or ["https://example.com", "https://*.example.com"]
-    require_origin=False,  # True: refuse clients that send no Origin header
-    keep_alive_interval=120.0,  # seconds of silence before the server pings; None = off
-    keep_alive_timeout=None,  # seconds to wait for the pong; None = wait forever
-    receive_buffer_size=4096,  # bytes per partial read
-    max_message_size=1024 * 1024,  # bytes; larger messages close the connection with 1009
-    max_frame_size=None,  # bytes; None = same as max_message_size
-    close_timeout=5.0,  # seconds close() waits for the peer's close frame
-    handshake_timeout=10.0,  # seconds a client has to send its upgrade request
-    subprotocols=[],  # subprotocols accepted, in order of preference
-)
+try:
+    websocket_options = wsgi_ws.configure(
+        allowed_origins=["*"],  # or ["https://example.com", "https://*.example.com"]
+        require_origin=False,  # True: refuse clients that send no Origin header
+        keep_alive_interval=120.0,  # seconds of silence before the server pings; None = off
+        keep_alive_timeout=None,  # seconds to wait for the pong; None = wait forever
+        receive_buffer_size=4096,  # bytes per partial read
+        max_message_size=1024 * 1024,  # bytes; larger messages close the connection with 1009
+        max_frame_size=None,  # bytes; None = same as max_message_size
+        close_timeout=5.0,  # seconds close() waits for the peer's close frame
+        handshake_timeout=10.0,  # seconds a client has to send its upgrade request
+        subprotocols=[],  # subprotocols accepted, in order of preference
+    )
+except wsgi_ws.InvalidOption as error:
+    sys.exit(f"Error: {error}")

@@ -29,19 +29,20 @@ class GunicornServer:
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(1024)
         self.port: int = self.listener.getsockname()[1]
-        self.log_file = tempfile.NamedTemporaryFile(prefix="gunicorn-", suffix=".log", delete=False)
+        self.log_path = Path(tempfile.mkdtemp(prefix="wsgi-ws-test-")) / "gunicorn.log"
         fd = self.listener.fileno()
         environment = {k: v for k, v in os.environ.items() if not k.startswith(("WS_", "WSGI_WS_"))}
         environment.update({"WSGI_WS_BIND": f"fd://{fd}", "PYTHONPATH": str(ROOT), "WSGI_WS_ACCESS_LOG": "-"})
         environment.update(env or {})
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), *args, app],
-            cwd=ROOT,
-            env=environment,
-            pass_fds=(fd,),
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
-        )
+        with self.log_path.open("wb") as log_file:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), *args, app],
+                cwd=ROOT,
+                env=environment,
+                pass_fds=(fd,),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
 
     @property
     def url(self) -> str:
@@ -55,7 +56,7 @@ class GunicornServer:
 
     def log(self) -> str:
         """Everything the server printed so far."""
-        return Path(self.log_file.name).read_text(errors="replace")
+        return self.log_path.read_text(errors="replace")
 
     def stop(self) -> int:
         """SIGTERM, wait for the exit, and return the exit code."""

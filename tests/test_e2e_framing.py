@@ -19,7 +19,10 @@ VIOLATIONS: list[tuple[str, bytes, int]] = [
     ("text inside fragmented message", encode_frame(OP_TEXT, b"a", fin=False) + encode_frame(OP_TEXT, b"b"), 1002),
     ("binary inside fragmented message", encode_frame(OP_BINARY, b"a", fin=False) + encode_frame(OP_BINARY, b"b"), 1002),
     ("close payload of 1 byte", encode_frame(OP_CLOSE, b"\x03"), 1002),
-    *[(f"invalid close code {code}", encode_frame(OP_CLOSE, close_payload(code)), 1002) for code in (0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535)],
+    *[
+        (f"invalid close code {code}", encode_frame(OP_CLOSE, close_payload(code)), 1002)
+        for code in (0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535)
+    ],
     ("invalid UTF-8 in text", encode_frame(OP_TEXT, b"\xff\xfe"), 1007),
     ("overlong UTF-8 encoding", encode_frame(OP_TEXT, b"\xc0\xaf"), 1007),
     ("UTF-16 surrogate in UTF-8", encode_frame(OP_TEXT, b"\xed\xa0\x80"), 1007),
@@ -28,7 +31,11 @@ VIOLATIONS: list[tuple[str, bytes, int]] = [
     ("truncated UTF-8 at end of fragmented message", encode_frame(OP_TEXT, b"ok", fin=False) + encode_frame(OP_CONT, b"\xe2\x82"), 1007),
     ("invalid UTF-8 in close reason", encode_frame(OP_CLOSE, close_payload(1000) + b"\xff"), 1007),
     ("single frame over 1 MiB", encode_frame(OP_BINARY, b"x" * (1024 * 1024 + 1)), 1009),
-    ("fragments adding up to over 1 MiB", encode_frame(OP_BINARY, b"x" * (600 * 1024), fin=False) + encode_frame(OP_CONT, b"x" * (600 * 1024)), 1009),
+    (
+        "fragments adding up to over 1 MiB",
+        encode_frame(OP_BINARY, b"x" * (600 * 1024), fin=False) + encode_frame(OP_CONT, b"x" * (600 * 1024)),
+        1009,
+    ),
 ]
 
 

@@ -44,7 +44,9 @@ BAD_REQUESTS = [
 
 
 @pytest.mark.parametrize(("name", "request_bytes", "status"), BAD_REQUESTS, ids=[case[0] for case in BAD_REQUESTS])
-def test_bad_handshake_gets_exact_status_never_101_or_500(echo_server: GunicornServer, name: str, request_bytes: bytes, status: int) -> None:
+def test_bad_handshake_gets_exact_status_never_101_or_500(
+    echo_server: GunicornServer, name: str, request_bytes: bytes, status: int
+) -> None:
     with RawClient(echo_server.port) as client:
         client.send(request_bytes)
         response = client.read_response()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from websockets.exceptions import ConnectionClosed as WebsocketsConnectionClosed
 from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import connect
 
@@ -31,7 +32,7 @@ def test_handler_error_after_accept_closes_1011_logs_and_worker_lives_on(test_ap
 def test_handler_close_sends_its_code_and_reason(test_app_server: GunicornServer, code: int, reason: str) -> None:
     with connect(f"{test_app_server.url}/close-with", open_timeout=TIMEOUT) as ws:
         ws.send(f"{code} {reason}")
-        with pytest.raises(Exception):
+        with pytest.raises(WebsocketsConnectionClosed):
             ws.recv(timeout=TIMEOUT)
     assert ws.protocol.close_rcvd is not None
     assert (ws.protocol.close_rcvd.code, ws.protocol.close_rcvd.reason) == (code, reason)
@@ -96,7 +97,7 @@ def test_gevent_websocket_style_app_runs_unchanged(start_server: ServerFactory) 
         ws.send(b"\x00binary")
         assert ws.recv(timeout=TIMEOUT) == b"\x00binary"
         ws.send("close-please")
-        with pytest.raises(Exception):
+        with pytest.raises(WebsocketsConnectionClosed):
             ws.recv(timeout=TIMEOUT)
     assert ws.protocol.close_rcvd is not None
     assert (ws.protocol.close_rcvd.code, ws.protocol.close_rcvd.reason) == (4321, "as asked")

@@ -35,7 +35,9 @@ class Frame:
         return self.payload[2:].decode("utf-8")
 
 
-def encode_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0, mask: bool = True, length: int | None = None) -> bytes:
+def encode_frame(
+    opcode: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0, mask: bool = True, length: int | None = None
+) -> bytes:
     """One client frame; ``length`` forces the 7-bit/16-bit/64-bit length field (126 or 127) of choice."""
     first = (0x80 if fin else 0) | (rsv << 4) | opcode
     size = len(payload)

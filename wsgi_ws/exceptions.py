@@ -19,7 +19,7 @@ from geventwebsocket.exceptions import WebSocketError as _GeventWebSocketError
 __all__ = ["ConnectionClosed", "HandshakeError", "InvalidOption", "WebSocketError"]
 
 
-class WebSocketError(_GeventWebSocketError):
+class WebSocketError(_GeventWebSocketError):  # type: ignore[misc]  # gevent-websocket is untyped
     """Base class of every error raised by wsgi-ws."""
 
 

@@ -75,7 +75,9 @@ def validate_request(environ: Mapping[str, Any], origins: OriginPolicy) -> Hands
     version = environ.get("HTTP_SEC_WEBSOCKET_VERSION")
     if version is None or version.strip() != SUPPORTED_VERSION:
         reason = "missing Sec-WebSocket-Version header" if version is None else f"unsupported Sec-WebSocket-Version {version.strip()!r}"
-        raise HandshakeError(426, f"{reason}; this server speaks version 13 (RFC 6455 §4.4)", (("Sec-WebSocket-Version", SUPPORTED_VERSION),))
+        raise HandshakeError(
+            426, f"{reason}; this server speaks version 13 (RFC 6455 §4.4)", (("Sec-WebSocket-Version", SUPPORTED_VERSION),)
+        )
     key = environ.get("HTTP_SEC_WEBSOCKET_KEY")
     if key is None:
         raise HandshakeError(400, "missing Sec-WebSocket-Key header (RFC 6455 §4.1)")

@@ -18,7 +18,7 @@ from typing import Any
 from .exceptions import InvalidOption
 from .origins import check_pattern
 
-__all__ = ["WebSocketOptions", "configure", "current_options", "ENV_PREFIX", "CONFIG_PREFIX"]
+__all__ = ["CONFIG_PREFIX", "ENV_PREFIX", "WebSocketOptions", "configure", "current_options"]
 
 ENV_PREFIX = "WS_"
 CONFIG_PREFIX = "WEBSOCKET_"

@@ -33,10 +33,7 @@ def normalize_origin(origin: str) -> str | None:
         number = int(port)
         if not 0 < number < 65536:
             return None
-        if _DEFAULT_PORTS.get(scheme) == number:
-            port = None
-        else:
-            port = str(number)
+        port = None if _DEFAULT_PORTS.get(scheme) == number else str(number)
     return f"{scheme}://{host}" + (f":{port}" if port else "")
 
 

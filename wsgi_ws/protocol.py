@@ -23,7 +23,7 @@ from websockets.protocol import SEND_EOF, Protocol, Side, State
 
 from .exceptions import ConnectionClosed
 
-__all__ = ["CloseCode", "Session", "SEND_EOF"]
+__all__ = ["SEND_EOF", "CloseCode", "Session"]
 
 Message = str | bytes
 
@@ -37,11 +37,25 @@ _OPEN = State.OPEN
 _utf8_decoder: Callable[[], codecs.IncrementalDecoder] = codecs.getincrementaldecoder("utf-8")
 
 
+class _ServerProtocol(Protocol):
+    """websockets' protocol, with a close frame allowed in the middle of a fragmented message.
+
+    RFC 6455 §5.4 lets control frames, close included, be injected between the fragments of a message;
+    websockets 17 fails such a close with 1002 (Autobahn case 7.1.5). The unfinished message is dropped
+    and the close is answered normally.
+    """
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is _CLOSE:
+            self.current_size = None
+        super().recv_frame(frame)
+
+
 class Session:
     """One accepted WebSocket connection, server side, without I/O."""
 
     def __init__(self, max_message_size: int | None, max_frame_size: int | None = None, logger: logging.Logger | None = None) -> None:
-        self._protocol = Protocol(
+        self._protocol = _ServerProtocol(
             Side.SERVER,
             state=State.OPEN,
             max_size=(max_message_size, max_frame_size),
@@ -113,6 +127,9 @@ class Session:
             self.pongs_received += 1
         elif opcode is _CLOSE:
             self.receive_done = True
+            self._fragments = []
+            self._text_parts = []
+            self._decoder = None
         # Pings are answered by the protocol itself (RFC 6455 §5.5.2).
 
     def _decode_fragment(self, data: bytes | bytearray | memoryview, final: bool) -> None:

@@ -10,6 +10,7 @@ background writer is never delayed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -177,7 +178,8 @@ class WebSocket:
             while not messages:
                 if session.receive_done:
                     self.flush()
-                    return self._closed_result(session)
+                    self._end_of_messages(session)
+                    return None
                 self._read_once(session, deadline)
             self.messages_received += 1
             return messages.popleft()
@@ -198,10 +200,8 @@ class WebSocket:
             data = b""
         finally:
             if deadline is not None:
-                try:
+                with contextlib.suppress(OSError):
                     sock.settimeout(None)
-                except OSError:
-                    pass
         with self._lock:
             if data:
                 session.receive_data(data)
@@ -209,11 +209,11 @@ class WebSocket:
                 session.receive_eof()
             self._write_pending()
 
-    def _closed_result(self, session: Session) -> None:
+    def _end_of_messages(self, session: Session) -> None:
+        """Allow one None to mark the end; raise ConnectionClosed on any later receive."""
         if self._none_returned:
             raise session.closed_error()
         self._none_returned = True
-        return None
 
     def __iter__(self) -> Iterator[Message]:
         """Yield messages until the connection closes."""
@@ -322,10 +322,8 @@ class WebSocket:
             self._reader.release()
 
     def _abort(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def finish(self, error: BaseException | None = None) -> None:
         """End the connection after the handler returned (or raised ``error``): close frame, then TCP.
@@ -355,10 +353,8 @@ class WebSocket:
     def _teardown(self) -> None:
         """Half-close, wait briefly for the peer's FIN so no RST eats our close frame, then close the socket."""
         sock = self._sock
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
         deadline = time.monotonic() + self._options.close_timeout
         try:
             while True:

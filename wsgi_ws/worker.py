@@ -33,7 +33,7 @@ def take_buffered(rfile: BufferedReader, sock: Any) -> bytes:
     return rfile.read(len(data)) if data else b""
 
 
-class WebSocketHandler(PyWSGIHandler):
+class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is untyped
     """gunicorn's pywsgi request handler, extended to hand upgrade requests a deferred-accept WebSocket."""
 
     def run_application(self) -> None:
@@ -53,7 +53,7 @@ class WebSocketHandler(PyWSGIHandler):
         environ[ENVIRON_KEY] = ws
         environ["wsgi.websocket_version"] = "13"
         try:
-            result = self.application(environ, self.start_response)
+            result: Any = self.application(environ, self.start_response)
         except Exception as error:
             if not ws.accepted:
                 raise  # still plain HTTP: pywsgi logs it and answers 500
@@ -89,7 +89,7 @@ class WebSocketHandler(PyWSGIHandler):
             close()
 
 
-class WebSocketWorker(GeventPyWSGIWorker):
+class WebSocketWorker(GeventPyWSGIWorker):  # type: ignore[misc]  # gunicorn is untyped
     """gunicorn worker class: gevent pywsgi with WebSocket support (``wsgi_ws.worker.WebSocketWorker``)."""
 
     wsgi_handler = WebSocketHandler

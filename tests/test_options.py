@@ -1,0 +1,96 @@
+"""Options: defaults, parsing from text, validation messages that name the setting, precedence."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.server import ROOT
+from wsgi_ws.exceptions import InvalidOption
+from wsgi_ws.options import WebSocketOptions
+
+
+def test_defaults_follow_aspnet_core() -> None:
+    options = WebSocketOptions()
+    assert options.keep_alive_interval == 120.0
+    assert options.keep_alive_timeout is None
+    assert options.receive_buffer_size == 4096
+    assert options.allowed_origins == ("*",)
+    assert options.max_message_size == 1024 * 1024
+    assert options.close_timeout == 5.0
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "value"),
+    [
+        ("keep_alive_interval", "30", 30.0),
+        ("keep_alive_interval", "0", None),
+        ("keep_alive_interval", "off", None),
+        ("keep_alive_timeout", "2.5", 2.5),
+        ("max_message_size", "16MiB", 16 * 1024 * 1024),
+        ("max_message_size", "64k", 64 * 1024),
+        ("max_message_size", "none", None),
+        ("receive_buffer_size", "8192", 8192),
+        ("allowed_origins", "https://a.com, https://*.b.com", ("https://a.com", "https://*.b.com")),
+        ("subprotocols", "chat.v2 chat.v1", ("chat.v2", "chat.v1")),
+        ("require_origin", "true", True),
+        ("require_origin", "no", False),
+    ],
+)
+def test_values_are_read_from_text(name: str, text: str, value: object) -> None:
+    assert getattr(WebSocketOptions().replace(**{name: text}), name) == value
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("keep_alive_interval", "soon", "keep_alive_interval"),
+        ("keep_alive_interval", -1, "seconds >= 0"),
+        ("close_timeout", 0, "seconds > 0"),
+        ("max_message_size", 0, "bytes > 0"),
+        ("max_message_size", "lots", "cannot read"),
+        ("receive_buffer_size", 0, "from 1 to 64 MiB"),
+        ("allowed_origins", "example.com", "not an origin"),
+        ("allowed_origins", "https://exa*mple.com", "not an origin"),
+        ("require_origin", "maybe", "true/false"),
+        ("keep_alive_intervall", 1, "unknown setting"),
+    ],
+)
+def test_bad_values_raise_naming_the_setting(name: str, value: object, words: str) -> None:
+    with pytest.raises(InvalidOption) as caught:
+        WebSocketOptions().replace(**{name: value})
+    assert name in str(caught.value) and words in str(caught.value)
+
+
+def test_direct_construction_is_validated_too() -> None:
+    with pytest.raises(InvalidOption, match="close_timeout"):
+        WebSocketOptions(close_timeout=-1)
+
+
+def test_environment_overrides_and_is_named_with_its_prefix() -> None:
+    options = WebSocketOptions(close_timeout=3).with_environment({"WS_CLOSE_TIMEOUT": "7", "WS_MAX_MESSAGE_SIZE": "2MiB", "OTHER": "x"})
+    assert options.close_timeout == 7.0 and options.max_message_size == 2 * 1024 * 1024
+    with pytest.raises(InvalidOption, match="WS_CLOSE_TIMEOUT"):
+        WebSocketOptions().with_environment({"WS_CLOSE_TIMEOUT": "never"})
+
+
+def test_flask_config_keys_are_read_with_their_prefix() -> None:
+    options = WebSocketOptions.from_mapping({"WEBSOCKET_KEEP_ALIVE_INTERVAL": 15, "SECRET_KEY": "x"}, "WEBSOCKET_")
+    assert options.keep_alive_interval == 15
+    with pytest.raises(InvalidOption, match="WEBSOCKET_KEEP_ALIVE_INTERVAL"):
+        WebSocketOptions.from_mapping({"WEBSOCKET_KEEP_ALIVE_INTERVAL": "x"}, "WEBSOCKET_")
+
+
+def test_bad_environment_value_stops_gunicorn_at_start_with_the_setting_named() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--check-config", "app:app"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "WS_KEEP_ALIVE_INTERVAL": "soon", "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "WS_KEEP_ALIVE_INTERVAL" in result.stdout + result.stderr
