@@ -1,10 +1,14 @@
-"""The sample app: an echo WebSocket at /ws and the browser test page at /."""
+"""The sample app: an echo WebSocket at /ws, a server-push clock at /clock, and the browser test page at /."""
 
 from __future__ import annotations
 
-from flask import Flask, render_template
+import json
+import threading
+import time
 
-from wsgi_ws import WebSocket
+from flask import Flask, Response, render_template, request
+
+from wsgi_ws import ConnectionClosed, WebSocket
 from wsgi_ws.flask_ext import WebSockets
 
 app = Flask(__name__)
@@ -22,3 +26,36 @@ def echo(ws: WebSocket) -> None:
     """Echo every message back, text as text and binary as binary, until the client closes."""
     for message in ws:
         ws.send(message)
+
+
+@sockets.route("/clock")
+def clock(ws: WebSocket) -> Response | None:
+    """Push the time from a background thread until the client closes (ASP.NET's background-service pattern).
+
+    ``?interval=SECONDS`` (default 1) sets the pace; ``?count=N`` makes the worker stop after N ticks and close.
+    """
+    try:
+        interval = float(request.args.get("interval", "1"))
+        count = int(request.args.get("count", "0"))
+        if not 0.01 <= interval <= 3600 or count < 0:
+            raise ValueError
+    except ValueError:
+        return Response("interval must be 0.01-3600 seconds and count a whole number >= 0\n", status=400)
+    ws.accept()
+
+    def push() -> None:
+        tick = 0
+        try:
+            while not ws.closed:
+                tick += 1
+                ws.send(json.dumps({"tick": tick, "time": time.strftime("%H:%M:%S")}))
+                if count and tick >= count:
+                    ws.close(1000, "done")
+                    return
+                time.sleep(interval)
+        except ConnectionClosed:
+            pass  # the client left; the handler's wait_closed() returns too
+
+    threading.Thread(target=push, daemon=True).start()
+    ws.wait_closed()  # keeps the request (and the connection) alive until the worker or the client closes
+    return None

@@ -22,6 +22,7 @@ from websockets.frames import Close, CloseCode, Frame, Opcode
 from websockets.protocol import SEND_EOF, Protocol, Side, State
 
 from .exceptions import ConnectionClosed
+from .splitter import FrameSplitter, SplitterError
 
 __all__ = ["SEND_EOF", "CloseCode", "Session"]
 
@@ -71,12 +72,44 @@ class Session:
         self._text_parts: list[str] = []
         self._decoder: codecs.IncrementalDecoder | None = None
         self._failed: CloseCode | int | None = None
+        #: Parts of messages, ``(data, end_of_message)``, once streaming (partial reads) is on.
+        self.chunks: deque[tuple[Message, bool]] = deque()
+        #: True once partial reads are on: data frames arrive in :attr:`chunks`, not :attr:`messages`.
+        self.streaming = False
+        self._stream_chunk_size = 0
+        self._splitter: FrameSplitter | None = None
 
     # Receiving.
+
+    def start_streaming(self, chunk_size: int) -> None:
+        """Deliver data frames as parts of at most ``chunk_size`` bytes from now on (idempotent).
+
+        The switch happens at the first moment no frame or message is half received; until then whole messages
+        keep arriving in :attr:`messages`. While streaming, message and frame size limits no longer apply: memory
+        is bounded by ``chunk_size`` instead.
+        """
+        self._stream_chunk_size = chunk_size
+        self._enable_streaming_if_between_messages()
+
+    def _enable_streaming_if_between_messages(self) -> None:
+        protocol = self._protocol
+        if self.streaming or protocol.reader.buffer or self._decoder is not None or self._fragments:
+            return
+        self._splitter = FrameSplitter(self._stream_chunk_size, allow_rsv1=bool(protocol.extensions))
+        protocol.max_message_size = protocol.max_fragment_size = None
+        self.streaming = True
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes read from the network; completed messages are appended to :attr:`messages`."""
         protocol = self._protocol
+        if self._splitter is not None:
+            try:
+                data = self._splitter.feed(data)
+            except SplitterError as exc:
+                self.fail(CloseCode.PROTOCOL_ERROR, str(exc))
+                return
+            if not data:
+                return
         protocol.receive_data(data)
         events = protocol.events_received()
         if events:
@@ -86,6 +119,8 @@ class Session:
                 self._on_frame(frame)  # type: ignore[arg-type]
         if protocol.parser_exc is not None or protocol.state is not _OPEN:
             self.receive_done = True
+        elif self._stream_chunk_size and not self.streaming:
+            self._enable_streaming_if_between_messages()
 
     def receive_eof(self) -> None:
         """The peer closed TCP (or the connection broke): nothing more will be received."""
@@ -95,7 +130,9 @@ class Session:
     def _on_frame(self, frame: Frame) -> None:
         opcode = frame.opcode
         data = frame.data
-        if opcode is _TEXT:
+        if self.streaming and (opcode is _TEXT or opcode is _BINARY or opcode is _CONT):
+            self._on_part(opcode, data, frame.fin)
+        elif opcode is _TEXT:
             if frame.fin:
                 try:
                     self.messages.append(bytes(data).decode("utf-8") if type(data) is not bytes else data.decode("utf-8"))
@@ -131,6 +168,23 @@ class Session:
             self._text_parts = []
             self._decoder = None
         # Pings are answered by the protocol itself (RFC 6455 §5.5.2).
+
+    def _on_part(self, opcode: Opcode, data: bytes | bytearray | memoryview, fin: bool) -> None:
+        if opcode is _TEXT:
+            self._decoder = _utf8_decoder()
+        elif opcode is _BINARY:
+            self._decoder = None
+        if self._decoder is not None:
+            try:
+                part: Message = self._decoder.decode(data, fin)
+            except UnicodeDecodeError as exc:
+                self._fail_utf8(exc)
+                return
+            if fin:
+                self._decoder = None
+        else:
+            part = bytes(data)
+        self.chunks.append((part, fin))
 
     def _decode_fragment(self, data: bytes | bytearray | memoryview, final: bool) -> None:
         assert self._decoder is not None

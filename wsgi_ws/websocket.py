@@ -1,38 +1,53 @@
 """The blocking WebSocket a handler holds: accept, receive, send, close, over one socket.
 
-It works the same under gevent greenlets and under real threads. Reading happens inside :meth:`WebSocket.receive`
-in the caller's greenlet (no reader greenlet in between). Writing is corked: a reply sent while the handler still
-has received messages to process is queued, and everything queued goes out in one ``sendall`` when the handler
-is about to block, when enough is queued, or at the next turn of the event loop; a send with nothing left to
-process goes out at once. So a burst of messages parsed from one read is answered with one write, and a
-background writer is never delayed.
+It works the same under gevent greenlets and under real threads.
+
+Reading: no reader greenlet sits between the socket and the handler. Whoever needs data (``receive``,
+``receive_partial``, ``wait_closed``, ``close`` waiting for the peer, the keep-alive check) reads the socket itself if
+nobody else is reading, and otherwise waits until the current reader has fed what it read to the protocol. Messages
+are never lost between several callers.
+
+Writing is corked: a reply sent while the handler still has received messages to process is queued, and everything
+queued goes out in one ``sendall`` when the handler is about to block, when enough is queued, or at the next turn of
+the event loop; a send with nothing left to process goes out at once. So a burst of messages parsed from one read is
+answered with one write, and a background writer is never delayed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .exceptions import ConnectionClosed
 from .handshake import HandshakeRequest, accept_response
 from .options import WebSocketOptions
 from .protocol import CloseCode, Message, Session
 
-__all__ = ["WebSocket"]
+if TYPE_CHECKING:
+    from .monitor import ConnectionMonitor
+
+__all__ = ["PartialMessage", "WebSocket"]
 
 log = logging.getLogger("wsgi_ws")
 
-#: Bytes asked of the socket per read.
+#: Bytes asked of the socket per read (while not streaming).
 READ_SIZE = 256 * 1024
 #: Queued output above which a send is flushed even while corked.
 CORK_LIMIT = 64 * 1024
 
 _PENDING, _OPEN, _FINISHED = "pending", "open", "finished"
+
+
+class PartialMessage(NamedTuple):
+    """A part of a message from :meth:`WebSocket.receive_partial`: ``str`` for text, ``bytes`` for binary."""
+
+    data: Message
+    end_of_message: bool
 
 
 class WebSocket:
@@ -51,6 +66,7 @@ class WebSocket:
         *,
         buffered: bytes = b"",
         defer: Callable[[Callable[[], None]], object] | None = None,
+        monitor: ConnectionMonitor | None = None,
     ) -> None:
         self._sock = sock
         #: The WSGI environ of the upgrade request.
@@ -59,14 +75,29 @@ class WebSocket:
         self._options = options
         self._buffered = buffered
         self._defer = defer
+        self._monitor = monitor
         self._state = _PENDING
         self._session: Session | None = None
+        self._subprotocol: str | None = None
+        self._accepting = threading.Lock()  # one implicit accept
         self._lock = threading.Lock()  # protocol state and socket writes
-        self._reader = threading.Lock()  # one reader of the socket at a time
+        self._reader = threading.Lock()  # held by whoever is reading the socket
+        self._arrivals = threading.Condition(threading.Lock())  # signalled after every read
+        self._reads = 0  # reads finished so far; waiters compare it to know a read happened
+        self._waiting = 0  # callers waiting in _arrivals
+        self._read_size = READ_SIZE
         self._corked = 0
         self._flush_scheduled = False
         self._none_returned = False
-        self._subprotocol: str | None = None
+        self._aborted: tuple[int, str] | None = None
+        self._partial: tuple[Message, bool] | None = None
+        self._started = time.monotonic()
+        #: Monotonic time of the last bytes received (keep-alive).
+        self.last_received = self._started
+        #: Monotonic time of the unanswered keep-alive ping, or None.
+        self.ping_sent_at: float | None = None
+        #: True while a keep-alive action for this connection is under way.
+        self.keep_alive_busy = False
         #: Messages and bytes each way, for logs.
         self.messages_received = self.messages_sent = 0
 
@@ -88,6 +119,11 @@ class WebSocket:
         return self._request.subprotocols
 
     @property
+    def peer(self) -> str:
+        """The client's address, ``host:port``."""
+        return f"{self.environ.get('REMOTE_ADDR', '?')}:{self.environ.get('REMOTE_PORT', '?')}"
+
+    @property
     def subprotocol(self) -> str | None:
         """The subprotocol in use; before accept, the one an implicit accept will choose (or None)."""
         if self._state is _PENDING:
@@ -105,16 +141,20 @@ class WebSocket:
         session = self._session
         if session is None:
             return self._state is _FINISHED
-        return self._state is _FINISHED or not session.is_open or session.receive_done
+        return self._state is _FINISHED or self._aborted is not None or not session.is_open or session.receive_done
 
     @property
     def close_code(self) -> int | None:
         """Why the connection closed: the peer's close code, our failure code, or 1006; None while open."""
+        if self._aborted is not None:
+            return self._aborted[0]
         return None if self._session is None else self._session.close_code
 
     @property
     def close_reason(self) -> str | None:
         """The close reason that goes with :attr:`close_code`; None while open."""
+        if self._aborted is not None:
+            return self._aborted[1]
         return None if self._session is None or self._session.close_code is None else self._session.close_reason
 
     # Opening.
@@ -139,7 +179,10 @@ class WebSocket:
         self._subprotocol = subprotocol
         self._session = session
         self._state = _OPEN
-        log.debug("accepted WebSocket %s", self.path)
+        self.last_received = time.monotonic()
+        if self._monitor is not None:
+            self._monitor.add(self)
+        log.debug("accepted WebSocket %s from %s", self.path, self.peer)
         if self._buffered:
             data, self._buffered = self._buffered, b""
             with self._lock:
@@ -147,10 +190,12 @@ class WebSocket:
                 self._write_pending()
 
     def _open_session(self) -> Session:
-        if self._session is None:
-            if self._state is _FINISHED:
-                raise ConnectionClosed(CloseCode.ABNORMAL_CLOSURE, "the request ended before the WebSocket was accepted")
-            self.accept()
+        """Accept implicitly (once, even when several greenlets or threads get here together)."""
+        with self._accepting:
+            if self._session is None:
+                if self._state is _FINISHED:
+                    raise ConnectionClosed(CloseCode.ABNORMAL_CLOSURE, "the request ended before the WebSocket was accepted")
+                self.accept()
         assert self._session is not None
         return self._session
 
@@ -167,43 +212,157 @@ class WebSocket:
         if messages:
             self.messages_received += 1
             return messages.popleft()
-        return self._receive_blocking(session, timeout)
-
-    def _receive_blocking(self, session: Session, timeout: float | None) -> Message | None:
+        if session.streaming:
+            return self._receive_assembled(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._reader.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
-            raise TimeoutError("another receive() is still waiting")
-        try:
-            messages = session.messages
-            while not messages:
-                if session.receive_done:
-                    self.flush()
+        while self._wait_for(session, lambda: bool(messages), deadline):
+            try:
+                message = messages.popleft()
+            except IndexError:  # another receiver was quicker
+                continue
+            self.messages_received += 1
+            return message
+        self._end_of_messages(session)
+        return None
+
+    def receive_partial(self, timeout: float | None = None) -> PartialMessage | None:
+        """Return the next part of a message, at most ``receive_buffer_size`` bytes, and whether the message ended.
+
+        Like ASP.NET's ``ReceiveAsync`` with ``EndOfMessage``: a handler can stream a message of any size with memory
+        bounded by ``receive_buffer_size``; ``max_message_size`` and ``max_frame_size`` do not apply once a handler
+        streams. Returns None once the connection is closed, like :meth:`receive`.
+        """
+        session = self._session or self._open_session()
+        limit = self._options.receive_buffer_size
+        if not session.streaming:
+            session.start_streaming(limit)
+            self._read_size = max(limit + 14, min(READ_SIZE, 16 * limit))  # memory stays a small multiple of the part size
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._partial is None:
+                if session.messages:  # whole messages completed before streaming began
+                    self._partial = (session.messages.popleft(), True)
+                elif session.chunks:
+                    self._partial = _coalesce(session.chunks, limit)
+                elif not self._wait_for(session, lambda: bool(session.messages or session.chunks), deadline):
                     self._end_of_messages(session)
                     return None
-                self._read_once(session, deadline)
-            self.messages_received += 1
-            return messages.popleft()
-        finally:
-            self._reader.release()
+                else:
+                    continue
+            data, end = self._partial
+            head, rest = _split_at(data, limit)
+            if rest:
+                self._partial = (rest, end)
+                return PartialMessage(head, False)
+            self._partial = None
+            if end:
+                self.messages_received += 1
+            return PartialMessage(head, end)
 
-    def _read_once(self, session: Session, deadline: float | None) -> None:
-        """Flush what is queued, wait for bytes, feed them to the protocol (reader lock held)."""
+    def _receive_assembled(self, timeout: float | None) -> Message | None:
+        """A whole message from parts, once streaming is on; still bounded by ``max_message_size``."""
+        parts: list[Message] = []
+        size = 0
+        limit = self._options.max_message_size
+        while True:
+            part = self.receive_partial(timeout)
+            if part is None:
+                return None
+            parts.append(part.data)
+            size += len(part.data)
+            if limit is not None and size > limit:
+                self._fail(CloseCode.MESSAGE_TOO_BIG, f"message over {limit} bytes")
+                return None
+            if part.end_of_message:
+                return "".join(parts) if isinstance(parts[0], str) else b"".join(parts)  # type: ignore[arg-type]
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Block until the connection is closed; True if it is, False after ``timeout`` seconds.
+
+        Meant for a handler that hands the socket to a background worker (ASP.NET's TaskCompletionSource
+        pattern): while nobody else is receiving it reads, so that pings are answered and the client's close is
+        noticed, and keeps received messages queued for a later :meth:`receive` (up to ``max_message_size``
+        bytes of them; past that it stops reading until someone receives).
+        """
+        session = self._session or self._open_session()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        limit = self._options.max_message_size or READ_SIZE
+        while not self.closed:
+            unread = sum(len(message) for message in session.messages) + sum(len(part) for part, _ in session.chunks)
+            try:
+                if unread < limit:
+                    self._wait_for(session, lambda: False, deadline)
+                else:
+                    self._wait_arrival(self._reads, deadline)
+            except TimeoutError:
+                return False
+        return True
+
+    def _wait_for(self, session: Session, ready: Callable[[], bool], deadline: float | None) -> bool:
+        """Read, or wait for the reader, until ``ready()``; False if nothing more can be received."""
+        while not ready():
+            if session.receive_done or self._aborted is not None:
+                return False
+            seen = self._reads
+            if self._reader.acquire(blocking=False):
+                try:
+                    if not ready() and not session.receive_done:
+                        self._read_once(session, deadline)
+                finally:
+                    self._reader.release()
+                    self._read_done()
+            else:
+                self.flush()
+                self._wait_arrival(seen, deadline)
+        return True
+
+    def _wait_arrival(self, seen: int, deadline: float | None) -> None:
+        """Wait until a read finishes after ``seen`` reads (raises TimeoutError at ``deadline``)."""
+        with self._arrivals:
+            self._waiting += 1
+            try:
+                while self._reads == seen:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError("no message within the receive timeout")
+                    self._arrivals.wait(remaining)
+            finally:
+                self._waiting -= 1
+
+    def _read_done(self) -> None:
+        self._reads += 1
+        if self._waiting:
+            with self._arrivals:
+                self._arrivals.notify_all()
+
+    def _read_once(self, session: Session, deadline: float | None, wait: bool = True) -> None:
+        """Flush what is queued, read once, feed the protocol (the reader lock is held)."""
         self.flush()
         sock = self._sock
         try:
-            if deadline is not None:
+            if not wait:
+                sock.settimeout(0.0)
+            elif deadline is not None:
                 sock.settimeout(max(deadline - time.monotonic(), 0.0))
-            data = sock.recv(READ_SIZE)
+            data = sock.recv(self._read_size)
+        except BlockingIOError:
+            return
         except TimeoutError:
+            if not wait:
+                return
             raise TimeoutError("no message within the receive timeout") from None
         except OSError:
             data = b""
         finally:
-            if deadline is not None:
-                with contextlib.suppress(OSError):
+            if not wait or deadline is not None:
+                try:
                     sock.settimeout(None)
+                except OSError:
+                    pass
         with self._lock:
             if data:
+                self.last_received = time.monotonic()
+                self.ping_sent_at = None
                 session.receive_data(data)
             else:
                 session.receive_eof()
@@ -212,8 +371,13 @@ class WebSocket:
     def _end_of_messages(self, session: Session) -> None:
         """Allow one None to mark the end; raise ConnectionClosed on any later receive."""
         if self._none_returned:
-            raise session.closed_error()
+            raise self._closed_error(session)
         self._none_returned = True
+
+    def _closed_error(self, session: Session) -> ConnectionClosed:
+        if self._aborted is not None:
+            return ConnectionClosed(*self._aborted)
+        return session.closed_error()
 
     def __iter__(self) -> Iterator[Message]:
         """Yield messages until the connection closes."""
@@ -234,6 +398,8 @@ class WebSocket:
         """
         session = self._session or self._open_session()
         with self._lock:
+            if self._aborted is not None:
+                raise ConnectionClosed(*self._aborted)
             session.send_message(message, binary)
             self.messages_sent += 1
             if self._defer is not None and session.messages:
@@ -244,7 +410,7 @@ class WebSocket:
                         self._defer(self._deferred_flush)
                     return
             if not self._write_pending():
-                raise session.closed_error()
+                raise self._closed_error(session)
 
     def ping(self, data: bytes = b"") -> None:
         """Send a ping frame now (the peer answers with a pong)."""
@@ -283,6 +449,66 @@ class WebSocket:
             return False
         return True
 
+    # Keep-alive (driven by the ConnectionMonitor).
+
+    def keep_alive_ping(self, now: float) -> None:
+        """Send the keep-alive ping."""
+        try:
+            self.ping_sent_at = now
+            self.ping(b"keep-alive")
+        except (ConnectionClosed, OSError):
+            pass
+        finally:
+            self.keep_alive_busy = False
+
+    def keep_alive_expired(self, timeout: float) -> None:
+        """The ping went unanswered for ``timeout`` s: look once more for unread data, else close with 1011."""
+        try:
+            session = self._session
+            sent = self.ping_sent_at
+            if session is None or sent is None or self.closed:
+                return
+            if self._reader.acquire(blocking=False):  # nobody is reading: read ahead, as .NET does
+                try:
+                    self._read_once(session, None, wait=False)
+                finally:
+                    self._reader.release()
+                    self._read_done()
+            if self.last_received >= sent:
+                return
+            log.warning(
+                "WebSocket %s from %s: no pong or data within %.1f s of a keep-alive ping; the client stopped answering, closing with 1011",
+                self.path,
+                self.peer,
+                timeout,
+            )
+            self._fail(CloseCode.INTERNAL_ERROR, "keep-alive timeout")
+        finally:
+            self.keep_alive_busy = False
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Close at once without waiting for the peer: a close frame if the socket takes it, then TCP is cut."""
+        session = self._session
+        if session is None or self._aborted is not None:
+            return
+        self._aborted = (code, reason)
+        if self._lock.acquire(blocking=False):
+            try:
+                session.fail(code, reason)
+                data = b"".join(session.data_to_send())
+                self._sock.settimeout(0.0)
+                try:
+                    self._sock.send(data)
+                except OSError:
+                    pass
+                finally:
+                    self._sock.settimeout(None)
+            except OSError:
+                pass
+            finally:
+                self._lock.release()
+        self._cut()
+
     # Closing.
 
     def close(self, code: int = 1000, reason: str | bytes = "") -> None:
@@ -293,37 +519,38 @@ class WebSocket:
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8")
         session = self._session or self._open_session()
+        if self._aborted is not None:
+            return
         with self._lock:
             session.send_close(code, reason)
             self._write_pending()
-        self._await_peer_close(session, self._options.close_timeout)
+        self._await_peer_close(session)
         session.messages.clear()
+        session.chunks.clear()
 
-    def _await_peer_close(self, session: Session, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        if session.receive_done:
-            return
-        if not self._reader.acquire(timeout=timeout):
-            self._abort()  # the holder's recv() wakes up with EOF
-            return
+    def close_quietly(self, code: int, reason: str) -> None:
+        """:meth:`close`, ignoring a connection that is already gone (used on shutdown)."""
         try:
-            while not session.receive_done:
-                if time.monotonic() >= deadline:
-                    log.info("WebSocket %s: no close frame from the peer within %.1f s; closing TCP", self.path, timeout)
-                    self._abort()
-                    with self._lock:
-                        session.receive_eof()
-                    return
-                try:
-                    self._read_once(session, deadline)
-                except TimeoutError:
-                    continue
-        finally:
-            self._reader.release()
+            self.close(code, reason)
+        except (ConnectionClosed, OSError, ValueError):
+            pass
 
-    def _abort(self) -> None:
-        with contextlib.suppress(OSError):
+    def _await_peer_close(self, session: Session) -> None:
+        timeout = self._options.close_timeout
+        try:
+            self._wait_for(session, lambda: False, time.monotonic() + timeout)
+        except TimeoutError:
+            log.info("WebSocket %s from %s: no close frame within %.1f s; closing TCP", self.path, self.peer, timeout)
+            self._cut()
+            with self._lock:
+                session.receive_eof()
+
+    def _cut(self) -> None:
+        """Shut the socket down both ways: every greenlet blocked on it wakes up."""
+        try:
             self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def finish(self, error: BaseException | None = None) -> None:
         """End the connection after the handler returned (or raised ``error``): close frame, then TCP.
@@ -335,26 +562,32 @@ class WebSocket:
         session = self._session
         assert session is not None
         try:
-            if error is not None:
+            if isinstance(error, ConnectionClosed):
+                log.info("WebSocket handler for %s ended on a closed connection (%s)", self.path, error)
+            elif error is not None:
                 log.error("WebSocket handler for %s raised; closing with 1011", self.path, exc_info=error)
-                if session.is_open:
+                if session.is_open and self._aborted is None:
                     self.close(CloseCode.INTERNAL_ERROR, "internal server error")
-            elif session.is_open:
+            if session.is_open and self._aborted is None:
                 self.close()
-            elif not session.receive_done:
-                self._await_peer_close(session, self._options.close_timeout)
+            elif not session.receive_done and self._aborted is None:
+                self._await_peer_close(session)
             self.flush()
         except (ConnectionClosed, OSError):
             pass
         finally:
             self._state = _FINISHED
+            if self._monitor is not None:
+                self._monitor.discard(self)
             self._teardown()
 
     def _teardown(self) -> None:
         """Half-close, wait briefly for the peer's FIN so no RST eats our close frame, then close the socket."""
         sock = self._sock
-        with contextlib.suppress(OSError):
+        try:
             sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
         deadline = time.monotonic() + self._options.close_timeout
         try:
             while True:
@@ -368,3 +601,34 @@ class WebSocket:
             pass
         finally:
             sock.close()
+
+
+def _coalesce(chunks: deque[tuple[Message, bool]], limit: int) -> tuple[Message, bool]:
+    """Take the next part, joined with the parts of the same message already received, up to about ``limit``."""
+    data, end = chunks.popleft()
+    if end or not chunks or len(data) >= limit:
+        return data, end
+    pieces = [data]
+    size = len(data)
+    while chunks and not end and size < limit:
+        data, end = chunks.popleft()
+        pieces.append(data)
+        size += len(data)
+    joined: Message = "".join(pieces) if isinstance(pieces[0], str) else b"".join(pieces)  # type: ignore[arg-type]
+    return joined, end
+
+
+def _split_at(data: Message, limit: int) -> tuple[Message, Message]:
+    """Split ``data`` so the head is at most ``limit`` bytes (UTF-8 bytes for text, never inside a character)."""
+    if isinstance(data, bytes):
+        return data[:limit], data[limit:]
+    if len(data) * 4 <= limit:
+        return data, ""
+    encoded = data.encode("utf-8")
+    if len(encoded) <= limit:
+        return data, ""
+    cut = limit
+    while cut > 0 and encoded[cut] & 0xC0 == 0x80:
+        cut -= 1
+    head = encoded[:cut].decode("utf-8")
+    return head, data[len(head) :]

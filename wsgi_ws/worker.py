@@ -2,6 +2,10 @@
 
 Use it with ``worker_class = "wsgi_ws.worker.WebSocketWorker"`` (the project's ``gunicorn.conf.py`` does).
 One greenlet serves each connection; a WebSocket handler runs in it and blocks only that greenlet.
+
+Beyond gunicorn's gevent worker it adds: a deadline for the request head (``handshake_timeout``), an HTTP 503 for
+connections beyond ``worker_connections`` (instead of leaving them waiting unanswered), keep-alive for every open
+WebSocket, and close 1001 for every open WebSocket when the worker stops or reloads.
 """
 
 from __future__ import annotations
@@ -13,11 +17,46 @@ from typing import Any
 import gevent
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
-from .glue import ENVIRON_KEY, prepare
+from .glue import ENVIRON_KEY, http_error_app, prepare
+from .monitor import ConnectionMonitor
 from .options import current_options
+from .protocol import CloseCode
 from .websocket import WebSocket
 
-__all__ = ["WebSocketHandler", "WebSocketWorker"]
+__all__ = ["WebSocketHandler", "WebSocketWorker", "open_websockets"]
+
+log = logging.getLogger("wsgi_ws")
+
+#: Connections accepted beyond ``worker_connections`` only to be answered 503.
+OVERFLOW = 64
+
+
+class HeadTimeout(TimeoutError):
+    """The client did not send a complete request head within ``handshake_timeout``."""
+
+
+class _ProcessState:
+    """What the connections of one worker process share."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.limit: int | None = None
+        self._monitor: ConnectionMonitor | None = None
+
+    @property
+    def monitor(self) -> ConnectionMonitor:
+        if self._monitor is None:
+            options = current_options()
+            self._monitor = ConnectionMonitor(options.keep_alive_interval, options.keep_alive_timeout, gevent.spawn, gevent.sleep)
+        return self._monitor
+
+
+_state = _ProcessState()
+
+
+def open_websockets() -> int:
+    """How many accepted WebSocket connections this worker process has open right now."""
+    return len(_state.monitor)
 
 
 def take_buffered(rfile: BufferedReader, sock: Any) -> bytes:
@@ -36,9 +75,60 @@ def take_buffered(rfile: BufferedReader, sock: Any) -> bytes:
 class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is untyped
     """gunicorn's pywsgi request handler, extended to hand upgrade requests a deferred-accept WebSocket."""
 
+    _head_timer: gevent.Timeout | None = None
+    _over_capacity = False
+
+    def handle(self) -> None:
+        """Serve one connection; beyond the worker's connection limit, answer its request with 503."""
+        _state.active += 1
+        self._over_capacity = _state.limit is not None and _state.active > _state.limit
+        try:
+            super().handle()
+        finally:
+            _state.active -= 1
+
+    def handle_one_request(self) -> Any:
+        """Read and answer one request; the request head must arrive within ``handshake_timeout``."""
+        self._head_timer = gevent.Timeout.start_new(current_options().handshake_timeout, HeadTimeout)
+        try:
+            return super().handle_one_request()
+        finally:
+            self._head_timer.close()
+
+    def get_environ(self) -> dict[str, Any]:
+        """The request head is complete: stop its deadline, then build the environ."""
+        if self._head_timer is not None:
+            self._head_timer.close()
+        environ: dict[str, Any] = super().get_environ()
+        return environ
+
+    def read_requestline(self) -> Any:
+        """Read the request line; a head timeout ends the connection quietly."""
+        try:
+            return super().read_requestline()
+        except HeadTimeout:
+            log.debug(
+                "closing connection from %s: no complete request within %.1f s", self.client_address, current_options().handshake_timeout
+            )
+            raise
+
+    def _handle_client_error(self, ex: BaseException) -> Any:
+        if isinstance(ex, HeadTimeout):
+            log.debug(
+                "closing connection from %s: request head incomplete after %.1f s", self.client_address, current_options().handshake_timeout
+            )
+            return None
+        return super()._handle_client_error(ex)
+
     def run_application(self) -> None:
         """Run the app for one request; for a WebSocket request, own the connection until it closes."""
         environ = self.environ
+        if self._over_capacity:
+            log.warning("refusing %s %s with 503: worker_connections (%s) reached", environ.get("REQUEST_METHOD"), self.path, _state.limit)
+            self.application = http_error_app(503, f"server at capacity ({_state.limit} connections); retry later", (("Retry-After", "1"),))
+            self.close_connection = True
+            super().run_application()
+            return
         options = current_options()
         prepared = prepare(environ, options)
         if prepared is None:
@@ -49,7 +139,15 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
             self.close_connection = True
             super().run_application()
             return
-        ws = WebSocket(self.socket, environ, prepared, options, buffered=take_buffered(self.rfile, self.socket), defer=gevent.spawn)
+        ws = WebSocket(
+            self.socket,
+            environ,
+            prepared,
+            options,
+            buffered=take_buffered(self.rfile, self.socket),
+            defer=gevent.spawn,
+            monitor=_state.monitor,
+        )
         environ[ENVIRON_KEY] = ws
         environ["wsgi.websocket_version"] = "13"
         try:
@@ -93,6 +191,13 @@ class WebSocketWorker(GeventPyWSGIWorker):  # type: ignore[misc]  # gunicorn is 
     """gunicorn worker class: gevent pywsgi with WebSocket support (``wsgi_ws.worker.WebSocketWorker``)."""
 
     wsgi_handler = WebSocketHandler
+    worker_connections: int
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # gunicorn stops accepting when its pool is full, leaving clients hanging; accept a few more and answer 503.
+        _state.limit = int(self.cfg.worker_connections)
+        self.worker_connections = _state.limit + OVERFLOW
 
     def init_process(self) -> None:
         """Send the library's log lines to gunicorn's error log, then start as gunicorn's gevent worker does."""
@@ -104,3 +209,13 @@ class WebSocketWorker(GeventPyWSGIWorker):  # type: ignore[misc]  # gunicorn is 
             ours.setLevel(error_log.level)
             ours.propagate = False
         super().init_process()
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """SIGTERM (also how a reload retires old workers): stop accepting, close every WebSocket with 1001."""
+        super().handle_exit(sig, frame)
+        gevent.spawn(self._close_websockets)
+
+    def _close_websockets(self) -> None:
+        count = _state.monitor.close_all(CloseCode.GOING_AWAY, "server shutting down")
+        if count:
+            log.info("worker %s shutting down: closing %d WebSocket connection(s) with 1001", self.pid, count)

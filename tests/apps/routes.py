@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
+import time
 
 from flask import Flask, Response, abort
 
 from wsgi_ws import WebSocket
 from wsgi_ws.flask_ext import WebSockets
+from wsgi_ws.worker import open_websockets
 
 app = Flask(__name__)
 sockets = WebSockets(app)
@@ -114,3 +118,52 @@ def after_close(ws: WebSocket) -> None:
         except Exception as exc:
             outcomes.append(type(exc).__name__)
     app.logger.warning("after close: %s", ",".join(outcomes))
+
+
+@sockets.route("/report")
+def report(ws: WebSocket) -> None:
+    """Echo; log that the handler ran (with the origin), and how the connection ended."""
+    app.logger.warning("handler ran for origin=%s", ws.origin)
+    for message in ws:
+        ws.send(message)
+    app.logger.warning("report handler saw close_code=%s close_reason=%r", ws.close_code, ws.close_reason)
+
+
+@sockets.route("/busy")
+def busy(ws: WebSocket) -> None:
+    """On "SECONDS", stay busy that long without receiving, then say "awake"; then echo."""
+    text = ws.receive()
+    assert isinstance(text, str)
+    time.sleep(float(text))
+    ws.send("awake")
+    for message in ws:
+        ws.send(message)
+
+
+@sockets.route("/stream")
+def stream(ws: WebSocket) -> None:
+    """Read one message in parts; answer with JSON: parts, largest part in bytes, total bytes, sha256, kind."""
+    digest = hashlib.sha256()
+    parts = largest = total = 0
+    kind = "?"
+    while True:
+        part = ws.receive_partial()
+        if part is None:
+            return
+        data = part.data.encode() if isinstance(part.data, str) else part.data
+        kind = "text" if isinstance(part.data, str) else "binary"
+        digest.update(data)
+        parts += 1
+        largest = max(largest, len(data))
+        total += len(data)
+        if part.end_of_message:
+            break
+    ws.send(json.dumps({"parts": parts, "largest": largest, "bytes": total, "sha256": digest.hexdigest(), "kind": kind}))
+    for message in ws:
+        ws.send(message)
+
+
+@app.get("/stats")
+def stats() -> dict[str, int]:
+    """Open WebSocket connections of this worker."""
+    return {"open_websockets": open_websockets()}
