@@ -191,7 +191,7 @@ def test_100_mib_single_frame_streams_in_parts_with_bounded_memory(test_app_serv
         client.send(b"\x82\xff" + size.to_bytes(8, "big") + key)
         for _ in range(100):
             client.send(block)
-        opcode, payload = client.read_message()
+        _opcode, payload = client.read_message()
         report = json.loads(payload)
         grown = _peak_rss_kib(pid) - before
     assert report == {"parts": report["parts"], "largest": 4096, "bytes": size, "sha256": expected, "kind": "binary"}

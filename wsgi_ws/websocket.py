@@ -15,6 +15,7 @@ answered with one write, and a background writer is never delayed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -355,10 +356,8 @@ class WebSocket:
             data = b""
         finally:
             if not wait or deadline is not None:
-                try:
+                with contextlib.suppress(OSError):
                     sock.settimeout(None)
-                except OSError:
-                    pass
         with self._lock:
             if data:
                 self.last_received = time.monotonic()
@@ -530,10 +529,8 @@ class WebSocket:
 
     def close_quietly(self, code: int, reason: str) -> None:
         """:meth:`close`, ignoring a connection that is already gone (used on shutdown)."""
-        try:
+        with contextlib.suppress(ConnectionClosed, OSError, ValueError):
             self.close(code, reason)
-        except (ConnectionClosed, OSError, ValueError):
-            pass
 
     def _await_peer_close(self, session: Session) -> None:
         timeout = self._options.close_timeout
@@ -547,10 +544,8 @@ class WebSocket:
 
     def _cut(self) -> None:
         """Shut the socket down both ways: every greenlet blocked on it wakes up."""
-        try:
+        with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def finish(self, error: BaseException | None = None) -> None:
         """End the connection after the handler returned (or raised ``error``): close frame, then TCP.
@@ -584,10 +579,8 @@ class WebSocket:
     def _teardown(self) -> None:
         """Half-close, wait briefly for the peer's FIN so no RST eats our close frame, then close the socket."""
         sock = self._sock
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
         deadline = time.monotonic() + self._options.close_timeout
         try:
             while True:
