@@ -129,4 +129,4 @@ def test_frames_pipelined_with_the_request_are_not_lost(echo_server: GunicornSer
 def test_handler_returning_without_accepting_closes_normally(test_app_server: GunicornServer) -> None:
     with RawClient(test_app_server.port) as client:
         client.handshake("/return-none")
-        assert client.expect_close().close_code == 1000
+        assert client.expect_close(reply=True).close_code == 1000

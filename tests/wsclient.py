@@ -183,14 +183,16 @@ class RawClient:
             parts.append(frame.payload)
         return opcode, b"".join(parts)
 
-    def expect_close(self) -> Frame:
-        """Read until the server's close frame, then expect the server to close TCP; returns the close frame."""
+    def expect_close(self, reply: bool = False) -> Frame:
+        """Read until the server's close frame (answer it if ``reply``), then expect TCP to close; returns the frame."""
         while True:
             frame = self.read_frame()
             assert frame is not None, "EOF before a close frame"
             if frame.opcode == OP_CLOSE:
                 break
         assert not frame.masked and frame.fin
+        if reply:
+            self.send_frame(OP_CLOSE, frame.payload)
         self.expect_eof()
         return frame
 
