@@ -575,6 +575,16 @@ class WebSocket:
             if self._monitor is not None:
                 self._monitor.discard(self)
             self._teardown()
+            log.info(
+                "WebSocket %s from %s closed: code %s %r after %.1f s, %d messages in, %d out",
+                self.path,
+                self.peer,
+                self.close_code,
+                self.close_reason or "",
+                time.monotonic() - self._started,
+                self.messages_received,
+                self.messages_sent,
+            )
 
     def _teardown(self) -> None:
         """Half-close, wait briefly for the peer's FIN so no RST eats our close frame, then close the socket."""
