@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from .glue import ENVIRON_KEY, http_error_app
+from .glue import ENVIRON_KEY, HTTPErrorApp
 from .options import CONFIG_PREFIX, WebSocketOptions, configure, current_options
 from .websocket import WebSocket
 
@@ -73,7 +73,7 @@ class WebSockets:
         def view(**values: Any) -> Any:
             ws: WebSocket | None = request.environ.get(ENVIRON_KEY)
             if ws is None:
-                return http_error_app(400, _NOT_WEBSOCKET)
+                return HTTPErrorApp(400, _NOT_WEBSOCKET)
             try:
                 result = handler(ws, **values)
             except Exception as error:

@@ -15,13 +15,12 @@ from .handshake import HandshakeRequest, is_upgrade_request, validate_request
 from .options import WebSocketOptions
 from .origins import OriginPolicy
 
-__all__ = ["ENVIRON_KEY", "http_error_app", "origin_policy", "prepare"]
+__all__ = ["ENVIRON_KEY", "HTTPErrorApp", "origin_policy", "prepare"]
 
 #: The environ key under which the WebSocket is handed to the application (gevent-websocket's key).
 ENVIRON_KEY = "wsgi.websocket"
 
 StartResponse = Callable[..., Any]
-WSGIApp = Callable[[MutableMapping[str, Any], StartResponse], Iterable[bytes]]
 
 _policies: dict[tuple[tuple[str, ...], bool], OriginPolicy] = {}
 
@@ -35,26 +34,34 @@ def origin_policy(options: WebSocketOptions) -> OriginPolicy:
     return policy
 
 
-def prepare(environ: MutableMapping[str, Any], options: WebSocketOptions) -> HandshakeRequest | WSGIApp | None:
-    """None for an ordinary HTTP request; a WSGI app that answers a refused upgrade; or the valid request."""
+def prepare(environ: MutableMapping[str, Any], options: WebSocketOptions) -> HandshakeRequest | HTTPErrorApp | None:
+    """None for an ordinary HTTP request; an :class:`HTTPErrorApp` answering a refused upgrade; or the valid request."""
     if not is_upgrade_request(environ):
         return None
     try:
         return validate_request(environ, origin_policy(options))
     except HandshakeError as error:
-        return http_error_app(error.status, error.reason, error.headers)
+        return HTTPErrorApp(error.status, error.reason, error.headers)
 
 
-def http_error_app(status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()) -> WSGIApp:
-    """A WSGI app that answers with ``status``, a plain-text body giving ``reason``, and closes the connection."""
-    phrase = http.HTTPStatus(status).phrase
-    body = f"{status} {phrase}: {reason}\n".encode()
+class HTTPErrorApp:
+    """A WSGI app that answers with a fixed status, a plain-text reason and closes the connection."""
 
-    def app(environ: MutableMapping[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def __init__(self, status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = f"{status} {http.HTTPStatus(status).phrase}: {reason}\n".encode()
+
+    def __call__(self, environ: MutableMapping[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """Answer the request."""
         start_response(
-            f"{status} {phrase}",
-            [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), ("Connection", "close"), *headers],
+            f"{self.status} {http.HTTPStatus(self.status).phrase}",
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(self.body))),
+                ("Connection", "close"),
+                *self.headers,
+            ],
         )
-        return [body]
-
-    return app
+        return [self.body]

@@ -17,7 +17,7 @@ from typing import Any
 import gevent
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
-from .glue import ENVIRON_KEY, http_error_app, prepare
+from .glue import ENVIRON_KEY, HTTPErrorApp, prepare
 from .monitor import ConnectionMonitor
 from .options import current_options
 from .protocol import CloseCode
@@ -125,7 +125,7 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
         environ = self.environ
         if self._over_capacity:
             log.warning("refusing %s %s with 503: worker_connections (%s) reached", environ.get("REQUEST_METHOD"), self.path, _state.limit)
-            self.application = http_error_app(503, f"server at capacity ({_state.limit} connections); retry later", (("Retry-After", "1"),))
+            self.application = HTTPErrorApp(503, f"server at capacity ({_state.limit} connections); retry later", (("Retry-After", "1"),))
             self.close_connection = True
             super().run_application()
             return
@@ -134,7 +134,8 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
         if prepared is None:
             super().run_application()
             return
-        if callable(prepared):  # a refused handshake: answer it as plain HTTP
+        if isinstance(prepared, HTTPErrorApp):  # a refused handshake: answer it as plain HTTP
+            log.info("refused WebSocket upgrade for %s from %s: %s", self.path, self.client_address[0], prepared.reason)
             self.application = prepared
             self.close_connection = True
             super().run_application()

@@ -1,0 +1,152 @@
+"""End to end in headless Chromium (Debian's package, driven by Playwright) against the sample app's test page."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ServerFactory
+from tests.constants import TIMEOUT
+from tests.server import ROOT, GunicornServer
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WAIT_MS = int(TIMEOUT * 1000)
+
+if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+    if os.environ.get("CI"):
+        raise RuntimeError(f"{CHROMIUM} is missing: .ci/run must install Debian's chromium package")
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); CI installs it and never skips", allow_module_level=True)
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.dialogs = dialogs  # type: ignore[attr-defined]
+    yield page
+    context.close()
+
+
+def log_lines(page: Page) -> list[str]:
+    return page.locator("#log li").all_inner_texts()
+
+
+def test_page_connects_echoes_text_and_binary_and_closes_with_custom_code(page: Page, echo_server: GunicornServer) -> None:
+    page.goto(f"{echo_server.http_url}/")
+    status = page.locator("#status")
+    expect(status).to_have_text("ready to connect")
+    expect(page.locator("#url")).to_have_value(f"ws://127.0.0.1:{echo_server.port}/ws")
+    expect(page.locator("#send")).to_be_disabled()
+    expect(page.locator("#close")).to_be_disabled()
+
+    page.click("#connect")
+    expect(status).to_have_attribute("data-state", "open")
+    expect(page.locator("#connect")).to_be_disabled()
+    expect(page.locator("#send")).to_be_enabled()
+
+    page.fill("#message", "hello from chromium ✓")
+    page.click("#send")
+    expect(page.locator("#log li[data-kind=receive]").last).to_contain_text("hello from chromium ✓")
+
+    page.check("input[value=binary]")
+    page.fill("#message", "bin")
+    page.press("#message", "Enter")  # Enter sends too
+    expect(page.locator("#log li[data-kind=receive]").last).to_contain_text("binary, 3 bytes: 62 69 6e")
+
+    page.check("input[value=text]")
+    injection = "<img src=x onerror=alert(1)>"
+    page.fill("#message", injection)
+    page.click("#send")
+    expect(page.locator("#log li[data-kind=receive]").last.locator(".data")).to_have_text(injection)
+    assert page.locator("#log img").count() == 0
+    assert page.dialogs == []  # type: ignore[attr-defined]
+
+    page.fill("#close-code", "4000")
+    page.fill("#close-reason", "bye now")
+    page.click("#close")
+    expect(status).to_have_text("closed (code 4000, reason “bye now”, clean)")
+    expect(page.locator("#connect")).to_be_enabled()
+    expect(page.locator("#send")).to_be_disabled()
+
+    kinds = page.locator("#log li").evaluate_all("items => items.map(item => item.dataset.kind)")
+    assert kinds[:3] == ["info", "open", "send"] and kinds[-1] == "close"
+    assert all(line.split("\n")[0].count(":") == 2 for line in log_lines(page)), "every log line starts with its time"
+
+    page.click("#connect")  # reconnect
+    expect(status).to_have_attribute("data-state", "open")
+    page.fill("#message", "again")
+    page.click("#send")
+    expect(page.locator("#log li[data-kind=receive]").last).to_contain_text("again")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-session.png"), full_page=True)
+    assert (ARTIFACTS / "browser-session.png").stat().st_size > 10_000
+
+    page.click("#clear")
+    assert page.locator("#log li").count() == 0
+
+
+def test_page_reports_failure_when_the_origin_is_refused(page: Page, start_server: ServerFactory) -> None:
+    server = start_server("app:app", WS_ALLOWED_ORIGINS="https://only.example")
+    page.goto(f"{server.http_url}/")
+    page.click("#connect")
+    status = page.locator("#status")
+    expect(status).to_have_attribute("data-state", "failed")
+    expect(status).to_contain_text("refused")
+    expect(page.locator("#connect")).to_be_enabled()
+    assert f"origin 'http://127.0.0.1:{server.port}' is not allowed" in server.log()
+
+
+def test_page_fits_a_phone_screen(browser: Browser, echo_server: GunicornServer) -> None:
+    context = browser.new_context(viewport={"width": 375, "height": 740}, device_scale_factor=2)
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.goto(f"{echo_server.http_url}/")
+    page.click("#connect")
+    expect(page.locator("#status")).to_have_attribute("data-state", "open")
+    page.fill("#message", "a long message " * 20)
+    page.click("#send")
+    expect(page.locator("#log li[data-kind=receive]")).to_have_count(1)
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"page is {overflow}px wider than the phone screen"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-phone.png"), full_page=True)
+    context.close()
+
+
+def test_page_works_offline_with_no_outside_requests(page: Page, echo_server: GunicornServer) -> None:
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{echo_server.http_url}/")
+    page.click("#connect")
+    expect(page.locator("#status")).to_have_attribute("data-state", "open")
+    assert requested and all(
+        url.startswith(f"http://127.0.0.1:{echo_server.port}/") or url.startswith("ws://127.0.0.1") for url in requested
+    )
