@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint install install-test install-browser
+.PHONY: run test lint install install-test install-system
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -12,15 +12,21 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 
-install-test: install install-browser
+install-test: install install-system
 	$(BIN)/pip install --quiet -r requirements-test.txt
 
-# The browser tests drive Debian's chromium; as root (CI) it is installed here, otherwise they are skipped with a note.
-install-browser:
-	@if [ ! -x $(CHROMIUM) ]; then \
+# Browser, proxy and TLS tests drive Debian's chromium, nginx and openssl. As root (CI) they are installed here;
+# otherwise those tests are skipped with a note (and fail under CI=true).
+install-system:
+	@missing=""; \
+	[ -x $(CHROMIUM) ] || missing="$$missing chromium"; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "note: $(CHROMIUM) missing and not root: run 'sudo apt-get install chromium' for the browser tests"; fi; \
+	    echo "installing$$missing with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "note: missing$$missing and not root: 'sudo apt-get install$$missing' for the browser/nginx/TLS tests"; fi; \
 	fi
 
 run: install

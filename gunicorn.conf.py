@@ -22,6 +22,13 @@ graceful_timeout = int(os.environ.get("WSGI_WS_GRACEFUL_TIMEOUT", "30"))
 control_socket_disable = os.environ.get("WSGI_WS_CONTROL_SOCKET", "") == ""
 if not control_socket_disable:
     control_socket = os.environ["WSGI_WS_CONTROL_SOCKET"]
+# TLS (wss:// and https://) in gunicorn itself: off unless both files are given. Behind nginx, leave it off and let
+# nginx terminate TLS (deploy/nginx.conf).
+if os.environ.get("WSGI_WS_CERTFILE") or os.environ.get("WSGI_WS_KEYFILE"):
+    certfile = os.environ.get("WSGI_WS_CERTFILE")
+    keyfile = os.environ.get("WSGI_WS_KEYFILE")
+    if not (certfile and keyfile and os.path.isfile(certfile) and os.path.isfile(keyfile)):
+        sys.exit("Error: TLS needs both WSGI_WS_CERTFILE and WSGI_WS_KEYFILE naming readable files")
 accesslog = os.environ.get("WSGI_WS_ACCESS_LOG", "-")
 loglevel = os.environ.get("WSGI_WS_LOG_LEVEL", "info")
 

@@ -33,7 +33,8 @@ class GunicornServer:
         fd = self.listener.fileno()
         environment = {k: v for k, v in os.environ.items() if not k.startswith(("WS_", "WSGI_WS_"))}
         environment.update({"WSGI_WS_BIND": f"fd://{fd}", "PYTHONPATH": str(ROOT), "WSGI_WS_ACCESS_LOG": "-"})
-        environment.update(env or {})
+        self.env = dict(env or {})
+        environment.update(self.env)
         with self.log_path.open("wb") as log_file:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), *args, app],
@@ -45,14 +46,19 @@ class GunicornServer:
             )
 
     @property
+    def tls(self) -> bool:
+        """True when the server was started with a certificate (wss:// and https://)."""
+        return "WSGI_WS_CERTFILE" in self.env
+
+    @property
     def url(self) -> str:
-        """The ws:// base URL."""
-        return f"ws://127.0.0.1:{self.port}"
+        """The ws:// (or wss://) base URL."""
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}"
 
     @property
     def http_url(self) -> str:
-        """The http:// base URL."""
-        return f"http://127.0.0.1:{self.port}"
+        """The http:// (or https://) base URL."""
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def log(self) -> str:
         """Everything the server printed so far."""

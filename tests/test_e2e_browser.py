@@ -150,3 +150,21 @@ def test_page_works_offline_with_no_outside_requests(page: Page, echo_server: Gu
     assert requested and all(
         url.startswith(f"http://127.0.0.1:{echo_server.port}/") or url.startswith("ws://127.0.0.1") for url in requested
     )
+
+
+def test_page_over_https_connects_with_wss(browser: Browser, start_server: ServerFactory, certificate: tuple[str, str]) -> None:
+    cert, key = certificate
+    server = start_server("app:app", WSGI_WS_CERTFILE=cert, WSGI_WS_KEYFILE=key)
+    context = browser.new_context(ignore_https_errors=True)  # the test's self-signed certificate, in this test only
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.goto(f"https://127.0.0.1:{server.port}/")
+    expect(page.locator("#url")).to_have_value(f"wss://127.0.0.1:{server.port}/ws")
+    page.click("#connect")
+    expect(page.locator("#status")).to_have_attribute("data-state", "open")
+    page.fill("#message", "over tls")
+    page.click("#send")
+    expect(page.locator("#log li[data-kind=receive]").last).to_contain_text("over tls")
+    page.click("#close")
+    expect(page.locator("#status")).to_have_text("closed (code 1000, clean)")
+    context.close()

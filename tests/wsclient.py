@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import socket
+import ssl
 import struct
 from dataclasses import dataclass
 
@@ -86,8 +87,9 @@ class Response:
 class RawClient:
     """A socket to the server with helpers to send frames and read the server's frames."""
 
-    def __init__(self, port: int, timeout: float = TIMEOUT) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port: int, timeout: float = TIMEOUT, tls: ssl.SSLContext | None = None) -> None:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock = tls.wrap_socket(sock, server_hostname="127.0.0.1") if tls is not None else sock
         self.buffer = b""
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -346,7 +347,7 @@ class WebSocket:
             elif deadline is not None:
                 sock.settimeout(max(deadline - time.monotonic(), 0.0))
             data = sock.recv(self._read_size)
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantReadError):  # a read-ahead found nothing to read (TLS says so its own way)
             return
         except TimeoutError:
             if not wait:

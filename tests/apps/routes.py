@@ -7,7 +7,7 @@ import json
 import threading
 import time
 
-from flask import Flask, Response, abort
+from flask import Flask, Response, abort, request
 
 from wsgi_ws import WebSocket
 from wsgi_ws.flask_ext import WebSockets
@@ -161,6 +161,12 @@ def stream(ws: WebSocket) -> None:
     ws.send(json.dumps({"parts": parts, "largest": largest, "bytes": total, "sha256": digest.hexdigest(), "kind": kind}))
     for message in ws:
         ws.send(message)
+
+
+@app.get("/headers")
+def headers() -> dict[str, str | None]:
+    """The proxy headers as the app sees them."""
+    return {name: request.headers.get(name) for name in ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Host")}
 
 
 @app.get("/stats")

@@ -1,0 +1,65 @@
+"""Run Debian's nginx with the project's deploy/nginx.conf in front of a test gunicorn, on loopback ports only."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tests.constants import TIMEOUT
+from tests.server import ROOT
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+SITE = ROOT / "deploy" / "nginx.conf"
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class NginxProxy:
+    """nginx proxying to ``upstream_port``, started with the repo's site file (ports and timeouts substituted)."""
+
+    def __init__(self, upstream_port: int, read_timeout: str | None = None) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="wsgi-ws-nginx-"))
+        self.port = free_port()
+        site = SITE.read_text()
+        site = site.replace("server 127.0.0.1:5000;", f"server 127.0.0.1:{upstream_port};")
+        site = re.sub(r"listen 80;", f"listen 127.0.0.1:{self.port};", site)
+        if read_timeout is not None:
+            site = re.sub(r"proxy_read_timeout \S+;", f"proxy_read_timeout {read_timeout};", site)
+        (self.folder / "site.conf").write_text(site)
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        temp = "\n".join(f"  {kind}_temp_path {self.folder}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        (self.folder / "nginx.conf").write_text(
+            f"{user}worker_processes 1;\nerror_log {self.folder}/error.log info;\npid {self.folder}/nginx.pid;\n"
+            f"events {{ worker_connections 256; }}\n"
+            f"http {{\n  access_log {self.folder}/access.log;\n{temp}\n  include {self.folder}/site.conf;\n}}\n"
+        )
+        # With daemon on, the command returns once the configuration is loaded and the port is listening.
+        subprocess.run(
+            [NGINX, "-p", str(self.folder), "-c", str(self.folder / "nginx.conf")], check=True, timeout=TIMEOUT, capture_output=True
+        )
+
+    @property
+    def url(self) -> str:
+        """The ws:// base URL through the proxy."""
+        return f"ws://127.0.0.1:{self.port}"
+
+    def error_log(self) -> str:
+        """nginx's error log so far."""
+        return (self.folder / "error.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        """Stop nginx (fast shutdown)."""
+        pid_file = self.folder / "nginx.pid"
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
