@@ -45,6 +45,11 @@ try:
         close_timeout=5.0,  # seconds close() waits for the peer's close frame
         handshake_timeout=10.0,  # seconds a client has to send its upgrade request
         subprotocols=[],  # subprotocols accepted, in order of preference
+        compression=False,  # permessage-deflate when the client offers it (costs memory per connection)
+        compression_level=6,  # zlib level 0-9
+        compression_window_bits=12,  # LZ77 window 9-15 bits, both directions
+        compression_memory_level=5,  # zlib memLevel 1-9
+        compression_no_context_takeover=False,  # True: reset the context after each message
     )
 except wsgi_ws.InvalidOption as error:
     sys.exit(f"Error: {error}")

@@ -168,3 +168,15 @@ def test_page_over_https_connects_with_wss(browser: Browser, start_server: Serve
     page.click("#close")
     expect(page.locator("#status")).to_have_text("closed (code 1000, clean)")
     context.close()
+
+
+def test_chromium_negotiates_permessage_deflate_when_enabled(page: Page, start_server: ServerFactory) -> None:
+    server = start_server("app:app", WS_COMPRESSION="true")
+    page.goto(f"{server.http_url}/")
+    page.click("#connect")
+    expect(page.locator("#status")).to_have_attribute("data-state", "open")
+    assert page.evaluate("socket.extensions").startswith("permessage-deflate")
+    page.fill("#message", "squeeze me " * 50)
+    page.click("#send")
+    expect(page.locator("#log li[data-kind=receive]").last).to_contain_text("squeeze me squeeze me")
+    assert "server_max_window_bits=12" in page.evaluate("socket.extensions")

@@ -11,6 +11,7 @@ method is GET, version HTTP/1.1 or later, Host present   400
 ``Sec-WebSocket-Version`` is 13                          426 with ``Sec-WebSocket-Version: 13``
 ``Sec-WebSocket-Key`` is base64 of 16 bytes              400
 ``Origin`` passes the origin policy                      403
+``Sec-WebSocket-Extensions``, if any, is well formed     400
 =======================================================  ==========================================
 """
 
@@ -18,10 +19,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from websockets.exceptions import InvalidHeader
+from websockets.headers import parse_extension
+from websockets.typing import ExtensionName, ExtensionParameter
 from websockets.utils import accept_key
 
 from .exceptions import HandshakeError
@@ -39,7 +43,8 @@ class HandshakeRequest:
     key: str
     origin: str | None
     subprotocols: tuple[str, ...]
-    extensions: str
+    #: The client's extension offers, in its order: (name, [(parameter, value or None), ...]).
+    extensions: tuple[tuple[ExtensionName, Sequence[ExtensionParameter]], ...] = ()
 
     def select_subprotocol(self, preferred: tuple[str, ...]) -> str | None:
         """The first of the server's ``preferred`` subprotocols that the client offered, or None."""
@@ -89,7 +94,12 @@ def validate_request(environ: Mapping[str, Any], origins: OriginPolicy) -> Hands
         reason = "an Origin header is required" if origin is None else f"origin {origin!r} is not allowed"
         raise HandshakeError(403, reason)
     offered = tuple(token.strip() for token in str(environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL", "")).split(",") if token.strip())
-    return HandshakeRequest(key=key, origin=origin, subprotocols=offered, extensions=str(environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS", "")))
+    extensions_header = environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")
+    try:
+        extensions = tuple(parse_extension(extensions_header)) if extensions_header else ()
+    except InvalidHeader as exc:
+        raise HandshakeError(400, f"malformed Sec-WebSocket-Extensions header: {exc}") from None
+    return HandshakeRequest(key=key, origin=origin, subprotocols=offered, extensions=extensions)
 
 
 def accept_response(key: str, subprotocol: str | None = None, headers: tuple[tuple[str, str], ...] = ()) -> bytes:

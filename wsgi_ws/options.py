@@ -51,6 +51,16 @@ class WebSocketOptions:
     handshake_timeout: float = 10.0
     #: Subprotocols the server accepts, in its order of preference.
     subprotocols: tuple[str, ...] = field(default=())
+    #: Negotiate permessage-deflate (RFC 7692) when the client offers it.
+    compression: bool = False
+    #: zlib compression level, 0 (none) to 9 (smallest, slowest).
+    compression_level: int = 6
+    #: LZ77 window, 9 to 15 bits, for what the server sends and (when the client allows it) what it receives.
+    compression_window_bits: int = 12
+    #: zlib memory level, 1 (least memory) to 9 (fastest).
+    compression_memory_level: int = 5
+    #: Reset the compression context after every message (less memory, worse ratio).
+    compression_no_context_takeover: bool = False
 
     def __post_init__(self) -> None:
         for spec in _SPECS.values():
@@ -180,6 +190,15 @@ def _buffer_size(value: Any) -> str | None:
     return None
 
 
+def _int_between(low: int, high: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            return f"expected a whole number from {low} to {high}"
+        return None
+
+    return check
+
+
 def _bool(value: Any) -> str | None:
     return None if isinstance(value, bool) else "expected true or false"
 
@@ -214,6 +233,11 @@ _SPECS: dict[str, _Spec] = {
         _Spec("close_timeout", float, _positive_seconds),
         _Spec("handshake_timeout", float, _positive_seconds),
         _Spec("subprotocols", _words, _tokens),
+        _Spec("compression", _flag, _bool),
+        _Spec("compression_level", int, _int_between(0, 9)),
+        _Spec("compression_window_bits", int, _int_between(9, 15)),
+        _Spec("compression_memory_level", int, _int_between(1, 9)),
+        _Spec("compression_no_context_takeover", _flag, _bool),
     )
 }
 

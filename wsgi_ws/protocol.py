@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from websockets.exceptions import InvalidState
 from websockets.exceptions import ProtocolError as _WebsocketsProtocolError
+from websockets.extensions import Extension
 from websockets.frames import Close, CloseCode, Frame, Opcode
 from websockets.protocol import SEND_EOF, Protocol, Side, State
 
@@ -55,13 +56,20 @@ class _ServerProtocol(Protocol):
 class Session:
     """One accepted WebSocket connection, server side, without I/O."""
 
-    def __init__(self, max_message_size: int | None, max_frame_size: int | None = None, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        max_message_size: int | None,
+        max_frame_size: int | None = None,
+        extensions: list[Extension] | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
         self._protocol = _ServerProtocol(
             Side.SERVER,
             state=State.OPEN,
             max_size=(max_message_size, max_frame_size),
             logger=logger or logging.getLogger("wsgi_ws.protocol"),
         )
+        self._protocol.extensions = list(extensions or [])
         #: Whole messages received and not yet taken by the handler.
         self.messages: deque[Message] = deque()
         #: True once nothing more will be received: a close frame arrived, the peer vanished, or we failed.
@@ -198,8 +206,12 @@ class Session:
 
     # Sending.
 
-    def send_message(self, data: Message | bytearray | memoryview, binary: bool | None = None) -> None:
-        """Queue one whole message: ``str`` as text and bytes-like as binary, unless ``binary`` says otherwise."""
+    def send_message(self, data: Message | bytearray | memoryview, binary: bool | None = None, compress: bool = True) -> None:
+        """Queue one whole message: ``str`` as text and bytes-like as binary, unless ``binary`` says otherwise.
+
+        With ``compress=False`` the message goes out uncompressed even when permessage-deflate was negotiated
+        (RFC 7692 §6 lets each message choose).
+        """
         protocol = self._protocol
         if protocol.state is not _OPEN:
             raise self.closed_error()
@@ -211,10 +223,21 @@ class Session:
             text = binary is False
             if text:
                 payload.decode("utf-8")  # a text frame must carry valid UTF-8; raises UnicodeDecodeError
-        if text:
-            protocol.send_text(payload)
-        else:
-            protocol.send_binary(payload)
+        extensions = protocol.extensions
+        if not compress and extensions:
+            protocol.extensions = []
+        try:
+            if text:
+                protocol.send_text(payload)
+            else:
+                protocol.send_binary(payload)
+        finally:
+            protocol.extensions = extensions
+
+    @property
+    def compressed(self) -> bool:
+        """True when permessage-deflate was negotiated."""
+        return bool(self._protocol.extensions)
 
     def send_ping(self, data: bytes = b"") -> None:
         """Queue a ping frame (at most 125 bytes of payload)."""

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .compression import negotiate
 from .exceptions import ConnectionClosed
 from .handshake import HandshakeRequest, accept_response
 from .options import WebSocketOptions
@@ -133,6 +134,11 @@ class WebSocket:
         return self._subprotocol
 
     @property
+    def compressed(self) -> bool:
+        """True when permessage-deflate was negotiated for this connection."""
+        return self._session is not None and self._session.compressed
+
+    @property
     def accepted(self) -> bool:
         """True once the 101 response was sent."""
         return self._state is not _PENDING
@@ -173,9 +179,12 @@ class WebSocket:
             subprotocol = self._request.select_subprotocol(self._options.subprotocols)
         elif subprotocol not in self._request.subprotocols:
             raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client (offered: {list(self._request.subprotocols)})")
-        response = accept_response(self._request.key, subprotocol, headers)
         options = self._options
-        session = Session(options.max_message_size, options.max_frame_size)
+        negotiated = negotiate(self._request.extensions, options)
+        if negotiated is not None:
+            headers = (("Sec-WebSocket-Extensions", negotiated[0]), *headers)
+        response = accept_response(self._request.key, subprotocol, headers)
+        session = Session(options.max_message_size, options.max_frame_size, [negotiated[1]] if negotiated else None)
         self._sock.settimeout(None)
         self._sock.sendall(response)
         self._subprotocol = subprotocol
@@ -390,17 +399,18 @@ class WebSocket:
 
     # Sending.
 
-    def send(self, message: Message | bytearray | memoryview, binary: bool | None = None) -> None:
+    def send(self, message: Message | bytearray | memoryview, binary: bool | None = None, *, compress: bool = True) -> None:
         """Send one message: ``str`` as a text frame, bytes-like as a binary frame (``binary`` overrides).
 
-        Safe to call from several greenlets or threads at once: frames never interleave.
-        Raises :class:`ConnectionClosed` once the connection is closing or closed.
+        With permessage-deflate negotiated, ``compress=False`` sends this message uncompressed (for data that does
+        not compress, such as images). Safe to call from several greenlets or threads at once: frames never
+        interleave. Raises :class:`ConnectionClosed` once the connection is closing or closed.
         """
         session = self._session or self._open_session()
         with self._lock:
             if self._aborted is not None:
                 raise ConnectionClosed(*self._aborted)
-            session.send_message(message, binary)
+            session.send_message(message, binary, compress)
             self.messages_sent += 1
             if self._defer is not None and session.messages:
                 self._corked += len(message)

@@ -173,3 +173,12 @@ def headers() -> dict[str, str | None]:
 def stats() -> dict[str, int]:
     """Open WebSocket connections of this worker."""
     return {"open_websockets": open_websockets()}
+
+
+@sockets.route("/mixed-compression")
+def mixed_compression(ws: WebSocket) -> None:
+    """Send one compressed message and one with compression turned off for it; then echo."""
+    ws.send(b"compressed " * 50)
+    ws.send(b"raw " * 50, compress=False)
+    for message in ws:
+        ws.send(message)
