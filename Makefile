@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint install install-test install-system
+.PHONY: run test lint install install-test install-system fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,9 @@ lint: install-test
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Coverage-guided fuzzing of the handshake and frame path (atheris); FUZZ_SECONDS to change the duration.
+FUZZ_SECONDS ?= 300
+fuzz: install-test
+	$(BIN)/pip install --quiet atheris==3.0.0
+	cd /tmp && $(CURDIR)/$(BIN)/python $(CURDIR)/fuzz/fuzz_protocol.py -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
+import os
 import threading
 import time
 
+import greenlet
 from flask import Flask, Response, abort, request
 
 from wsgi_ws import WebSocket
@@ -171,8 +174,9 @@ def headers() -> dict[str, str | None]:
 
 @app.get("/stats")
 def stats() -> dict[str, int]:
-    """Open WebSocket connections of this worker."""
-    return {"open_websockets": open_websockets()}
+    """Open WebSocket connections, live greenlets and open file descriptors of this worker (leak checks)."""
+    greenlets = sum(1 for item in gc.get_objects() if isinstance(item, greenlet.greenlet) and not item.dead)
+    return {"open_websockets": open_websockets(), "greenlets": greenlets, "fds": len(os.listdir("/proc/self/fd"))}
 
 
 @sockets.route("/mixed-compression")

@@ -1,0 +1,185 @@
+"""Property tests (hypothesis): round trips through the protocol layer, and garbage against the real server."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.constants import TIMEOUT
+from tests.server import GunicornServer
+from tests.wsclient import OP_BINARY, OP_CLOSE, OP_CONT, OP_TEXT, RawClient, encode_frame
+from wsgi_ws.exceptions import HandshakeError
+from wsgi_ws.handshake import validate_request
+from wsgi_ws.origins import OriginPolicy
+from wsgi_ws.protocol import Session
+
+Message = str | bytes
+messages = st.lists(st.one_of(st.text(max_size=300), st.binary(max_size=300)), max_size=8)
+VALID_CLOSE_CODES = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014} | set(range(3000, 5000))
+
+
+def frames_for(message: Message, cuts: list[int]) -> bytes:
+    """A message as client frames, cut at the given (sorted, in-range) byte offsets."""
+    data = message.encode() if isinstance(message, str) else message
+    points = [0, *sorted({c % (len(data) + 1) for c in cuts}), len(data)]
+    pieces = [data[a:b] for a, b in itertools.pairwise(points)] or [b""]
+    first = OP_TEXT if isinstance(message, str) else OP_BINARY
+    return b"".join(encode_frame(first if i == 0 else OP_CONT, piece, fin=i == len(pieces) - 1) for i, piece in enumerate(pieces))
+
+
+def chunked(data: bytes, sizes: list[int]) -> Iterator[bytes]:
+    position = 0
+    for size in sizes:
+        if position >= len(data):
+            return
+        yield data[position : position + size]
+        position += size
+    if position < len(data):
+        yield data[position:]
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages, st.lists(st.integers(0, 400), max_size=4), st.lists(st.integers(1, 64), max_size=50))
+def test_any_messages_in_any_fragmentation_and_chunking_round_trip(sent: list[Message], cuts: list[int], sizes: list[int]) -> None:
+    stream = b"".join(frames_for(message, cuts) for message in sent)
+    session = Session(1 << 20)
+    for chunk in chunked(stream, sizes):
+        session.receive_data(chunk)
+    assert list(session.messages) == sent
+    assert not session.receive_done
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages, st.integers(1, 64), st.lists(st.integers(1, 97), max_size=50))
+def test_streamed_parts_join_to_the_same_messages(sent: list[Message], chunk_size: int, sizes: list[int]) -> None:
+    session = Session(1 << 20)
+    session.start_streaming(chunk_size)
+    for chunk in chunked(b"".join(frames_for(message, [7]) for message in sent), sizes):
+        session.receive_data(chunk)
+    joined: list[Message] = []
+    current: list[Message] = []
+    for part, end in session.chunks:
+        current.append(part)
+        if end:
+            joined.append("".join(current) if isinstance(current[0], str) else b"".join(current))  # type: ignore[arg-type]
+            current = []
+    assert joined == sent
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=2000), st.booleans())
+def test_arbitrary_bytes_never_crash_the_protocol_layer(garbage: bytes, streaming: bool) -> None:
+    session = Session(4096)
+    if streaming:
+        session.start_streaming(100)
+    session.receive_data(garbage)
+    out = session.data_to_send()
+    if session.receive_done:
+        assert session.close_code in VALID_CLOSE_CODES | {1005, 1006}
+    for chunk in out:
+        assert isinstance(chunk, bytes)
+
+
+header_values = st.one_of(st.none(), st.text(max_size=40), st.sampled_from(["13", "websocket", "Upgrade", "dGhlIHNhbXBsZSBub25jZQ=="]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(["GET", "POST", ""]),
+    st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/2", "garbage"]),
+    header_values,
+    header_values,
+    header_values,
+    header_values,
+    header_values,
+)
+def test_handshake_validation_only_ever_refuses_with_handshake_error(
+    method: str, protocol: str, connection: str | None, version: str | None, key: str | None, origin: str | None, extensions: str | None
+) -> None:
+    environ = {"REQUEST_METHOD": method, "SERVER_PROTOCOL": protocol, "HTTP_HOST": "h", "HTTP_UPGRADE": "websocket"}
+    for name, value in [
+        ("HTTP_CONNECTION", connection),
+        ("HTTP_SEC_WEBSOCKET_VERSION", version),
+        ("HTTP_SEC_WEBSOCKET_KEY", key),
+        ("HTTP_ORIGIN", origin),
+        ("HTTP_SEC_WEBSOCKET_EXTENSIONS", extensions),
+    ]:
+        if value is not None:
+            environ[name] = value
+    try:
+        validate_request(environ, OriginPolicy(("https://a.example",)))
+    except HandshakeError as error:
+        assert error.status in (400, 403, 426)
+
+
+# Against the real server.
+
+
+@pytest.fixture(scope="module")
+def fuzz_server() -> Iterator[GunicornServer]:
+    """Short keep-alive times, so a connection left waiting for the rest of a frame is closed quickly."""
+    server = GunicornServer("tests.apps.routes:app", env={"WS_KEEP_ALIVE_INTERVAL": "0.2", "WS_KEEP_ALIVE_TIMEOUT": "0.2"})
+    yield server
+    server.stop()
+
+
+def stats(server: GunicornServer) -> dict[str, int]:
+    with urllib.request.urlopen(f"{server.http_url}/stats", timeout=TIMEOUT) as response:
+        return dict(json.load(response))
+
+
+def end_of_connection(client: RawClient) -> int | None:
+    """Read until the server ends the connection; the close code it sent, or None if it only closed TCP."""
+    code = None
+    while True:
+        try:
+            frame = client.read_frame()
+        except ConnectionResetError:
+            return code
+        if frame is None:
+            return code
+        if frame.opcode == OP_CLOSE:
+            code = frame.close_code if frame.payload else 1005
+
+
+garbage_streams = st.one_of(
+    st.binary(max_size=600),
+    st.lists(st.sampled_from([encode_frame(OP_TEXT, b"ok"), encode_frame(OP_CONT, b"x"), b"\x81\x85", b"\xff"]), max_size=6).map(b"".join),
+    st.builds(lambda frame, junk: frame + junk, st.sampled_from([encode_frame(OP_TEXT, b"hi", fin=False)]), st.binary(max_size=50)),
+)
+
+
+def test_garbage_after_the_handshake_always_ends_cleanly_and_leaks_nothing(fuzz_server: GunicornServer) -> None:
+    before = stats(fuzz_server)
+    outcomes: list[int | None] = []
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(garbage_streams)
+    def one(garbage: bytes) -> None:
+        with RawClient(fuzz_server.port, timeout=TIMEOUT) as client:
+            client.handshake("/ws")
+            client.send(garbage)
+            started = time.monotonic()
+            code = end_of_connection(client)  # never hangs: keep-alive ends a connection left waiting
+            assert time.monotonic() - started < TIMEOUT
+            assert code is None or code in VALID_CLOSE_CODES | {1005}, code
+            outcomes.append(code)
+
+    one()
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:  # the server's last teardown may finish just after our EOF
+        after = stats(fuzz_server)
+        if after == before:
+            break
+        time.sleep(0.05)
+    assert after["open_websockets"] == 0
+    assert after["greenlets"] <= before["greenlets"], (before, after)
+    assert after["fds"] <= before["fds"], (before, after)
+    assert len(outcomes) >= 30
