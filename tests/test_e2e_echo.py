@@ -11,7 +11,7 @@ from websockets.sync.client import connect
 
 from tests.constants import TIMEOUT
 from tests.server import GunicornServer
-from tests.wsclient import OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawClient
+from tests.wsclient import OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawClient
 
 SIZES = [0, 1, 125, 126, 65535, 65536, 1024 * 1024]
 
@@ -109,13 +109,3 @@ def test_hundred_clients_each_echo_hundred_messages(echo_server: GunicornServer)
         thread.join(timeout=6 * TIMEOUT)
     assert not any(thread.is_alive() for thread in threads)
     assert failures == []
-
-
-def test_pipelined_messages_in_one_segment_are_all_answered_in_order(echo_server: GunicornServer) -> None:
-    from tests.wsclient import encode_frame
-
-    with RawClient(echo_server.port) as client:
-        client.handshake()
-        client.send(b"".join(encode_frame(OP_BINARY, f"#{n}".encode()) for n in range(200)))
-        for n in range(200):
-            assert client.read_message() == (OP_BINARY, f"#{n}".encode())
