@@ -360,3 +360,23 @@ def test_9_a_thousand_small_messages_in_one_write(big_server: GunicornServer) ->
         client.send(b"".join(encode_frame(OP_TEXT, f"message {n}".encode()) for n in range(1000)))
         for n in range(1000):
             assert client.read_message() == (OP_TEXT, f"message {n}".encode())
+
+
+@pytest.mark.parametrize(
+    ("bad", "code"),
+    [
+        (encode_frame(OP_TEXT, b"x", rsv=2), 1002),
+        (encode_frame(5, b""), 1002),
+        (encode_frame(OP_TEXT, b"\xff"), 1007),
+        (encode_frame(OP_CLOSE, close_payload(4000, "after data")), 4000),
+    ],
+    ids=["rsv", "opcode", "utf8", "close"],
+)
+def test_3_4_7_message_and_violation_or_close_in_one_write_echo_first(conformance_server: GunicornServer, bad: bytes, code: int) -> None:
+    """Autobahn 3.2, 4.1.3, ...: the message that came before is still answered, then the connection closes."""
+    with RawClient(conformance_server.port) as client:
+        client.handshake()
+        client.send(encode_frame(OP_TEXT, b"first") + encode_frame(OP_BINARY, b"second") + bad)
+        assert client.read_message() == (OP_TEXT, b"first")
+        assert client.read_message() == (OP_BINARY, b"second")
+        assert client.expect_close().close_code == code

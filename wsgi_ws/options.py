@@ -61,6 +61,10 @@ class WebSocketOptions:
     compression_memory_level: int = 5
     #: Reset the compression context after every message (less memory, worse ratio).
     compression_no_context_takeover: bool = False
+    #: Broadcast hub backend: ``redis://host:port/db`` for Redis pub/sub across workers; None = in memory.
+    hub_url: str | None = None
+    #: Messages a hub member may fall behind before it is closed with 1013.
+    hub_queue_limit: int = 1000
 
     def __post_init__(self) -> None:
         for spec in _SPECS.values():
@@ -199,6 +203,18 @@ def _int_between(low: int, high: int) -> Callable[[Any], str | None]:
     return check
 
 
+def _text_or_off(text: str) -> str | None:
+    return None if text.lower() in _OFF_WORDS else text
+
+
+def _redis_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith(("redis://", "rediss://", "unix://")):
+        return "expected a Redis URL (redis://host:port/db, rediss://..., unix://...) or none"
+    return None
+
+
 def _bool(value: Any) -> str | None:
     return None if isinstance(value, bool) else "expected true or false"
 
@@ -238,6 +254,8 @@ _SPECS: dict[str, _Spec] = {
         _Spec("compression_window_bits", int, _int_between(9, 15)),
         _Spec("compression_memory_level", int, _int_between(1, 9)),
         _Spec("compression_no_context_takeover", _flag, _bool),
+        _Spec("hub_url", _text_or_off, _redis_url),
+        _Spec("hub_queue_limit", int, _int_between(1, 10_000_000)),
     )
 }
 

@@ -86,6 +86,8 @@ class Session:
         self.streaming = False
         self._stream_chunk_size = 0
         self._splitter: FrameSplitter | None = None
+        self._held: list[bytes] = []  # the closing frames, held while earlier messages are unread
+        self._replies: list[bytes] = []  # frames sent in answer to those messages meanwhile
 
     # Receiving.
 
@@ -127,6 +129,10 @@ class Session:
                 self._on_frame(frame)  # type: ignore[arg-type]
         if protocol.parser_exc is not None or protocol.state is not _OPEN:
             self.receive_done = True
+            if self.messages or self.chunks:
+                # The closing frame (ours for a violation, or the answer to the peer's close) waits until the handler
+                # has read the messages that arrived before it, so it can still answer them (Autobahn 3.2, 4.1.3, ...).
+                self._held += protocol.data_to_send()
         elif self._stream_chunk_size and not self.streaming:
             self._enable_streaming_if_between_messages()
 
@@ -213,7 +219,7 @@ class Session:
         (RFC 7692 §6 lets each message choose).
         """
         protocol = self._protocol
-        if protocol.state is not _OPEN:
+        if protocol.state is not _OPEN and not self._held:
             raise self.closed_error()
         if isinstance(data, str):
             payload = data.encode("utf-8")
@@ -224,6 +230,10 @@ class Session:
             if text:
                 payload.decode("utf-8")  # a text frame must carry valid UTF-8; raises UnicodeDecodeError
         extensions = protocol.extensions
+        if self._held:  # answering a message that came before the peer's close or its violation
+            frame = Frame(_TEXT if text else _BINARY, payload)
+            self._replies.append(frame.serialize(mask=False, extensions=extensions if compress else []))
+            return
         if not compress and extensions:
             protocol.extensions = []
         try:
@@ -268,14 +278,21 @@ class Session:
 
     def data_to_send(self) -> list[bytes]:
         """Bytes to write to the network, in order; a final ``b""`` asks to half-close TCP."""
-        return self._protocol.data_to_send()
+        out = self._protocol.data_to_send()
+        if self._replies:
+            out = self._replies + out
+            self._replies = []
+        if self._held and not self.messages and not self.chunks:
+            out += self._held
+            self._held = []
+        return out
 
     # State.
 
     @property
     def is_open(self) -> bool:
         """True while messages may still be sent (no close frame sent yet)."""
-        return self._protocol.state is _OPEN
+        return self._protocol.state is _OPEN or bool(self._held)
 
     @property
     def close_sent(self) -> Close | None:

@@ -94,6 +94,7 @@ class WebSocket:
         self._none_returned = False
         self._aborted: tuple[int, str] | None = None
         self._partial: tuple[Message, bool] | None = None
+        self._finish_callbacks: list[Callable[[], object]] = []
         self._started = time.monotonic()
         #: Monotonic time of the last bytes received (keep-alive).
         self.last_received = self._started
@@ -149,7 +150,8 @@ class WebSocket:
         session = self._session
         if session is None:
             return self._state is _FINISHED
-        return self._state is _FINISHED or self._aborted is not None or not session.is_open or session.receive_done
+        finished = session.receive_done and not session.messages and not session.chunks
+        return self._state is _FINISHED or self._aborted is not None or not session.is_open or finished
 
     @property
     def close_code(self) -> int | None:
@@ -282,7 +284,7 @@ class WebSocket:
             parts.append(part.data)
             size += len(part.data)
             if limit is not None and size > limit:
-                self._fail(CloseCode.MESSAGE_TOO_BIG, f"message over {limit} bytes")
+                self.abort(CloseCode.MESSAGE_TOO_BIG, f"message over {limit} bytes")
                 return None
             if part.end_of_message:
                 return "".join(parts) if isinstance(parts[0], str) else b"".join(parts)  # type: ignore[arg-type]
@@ -379,6 +381,7 @@ class WebSocket:
 
     def _end_of_messages(self, session: Session) -> None:
         """Allow one None to mark the end; raise ConnectionClosed on any later receive."""
+        self.flush()  # the closing frame held back for unread messages goes out now
         if self._none_returned:
             raise self._closed_error(session)
         self._none_returned = True
@@ -492,12 +495,15 @@ class WebSocket:
                 self.peer,
                 timeout,
             )
-            self._fail(CloseCode.INTERNAL_ERROR, "keep-alive timeout")
+            self.abort(CloseCode.INTERNAL_ERROR, "keep-alive timeout")
         finally:
             self.keep_alive_busy = False
 
-    def _fail(self, code: int, reason: str) -> None:
-        """Close at once without waiting for the peer: a close frame if the socket takes it, then TCP is cut."""
+    def abort(self, code: int, reason: str) -> None:
+        """Close at once without waiting for the peer: a close frame if the socket takes it, then TCP is cut.
+
+        Safe to call from any greenlet or thread, even while another is blocked sending to this connection.
+        """
         session = self._session
         if session is None or self._aborted is not None:
             return
@@ -558,6 +564,10 @@ class WebSocket:
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
 
+    def on_finish(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once the connection has ended (the hub uses it to leave every group)."""
+        self._finish_callbacks.append(callback)
+
     def finish(self, error: BaseException | None = None) -> None:
         """End the connection after the handler returned (or raised ``error``): close frame, then TCP.
 
@@ -586,6 +596,11 @@ class WebSocket:
             if self._monitor is not None:
                 self._monitor.discard(self)
             self._teardown()
+            for callback in self._finish_callbacks:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("WebSocket %s: a finish callback failed", self.path)
             log.info(
                 "WebSocket %s from %s closed: code %s %r after %.1f s, %d messages in, %d out",
                 self.path,

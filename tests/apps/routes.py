@@ -14,6 +14,7 @@ from flask import Flask, Response, abort, request
 
 from wsgi_ws import WebSocket
 from wsgi_ws.flask_ext import WebSockets
+from wsgi_ws.hub import current_hub
 from wsgi_ws.worker import open_websockets
 
 app = Flask(__name__)
@@ -186,3 +187,24 @@ def mixed_compression(ws: WebSocket) -> None:
     ws.send(b"raw " * 50, compress=False)
     for message in ws:
         ws.send(message)
+
+
+@sockets.route("/hub/<group>")
+def hub_member(ws: WebSocket, group: str) -> None:
+    """Join ``group``, say which worker serves us, then publish whatever the client sends ("flood N SIZE" floods)."""
+    hub = current_hub()
+    hub.join(ws, group)
+    ws.send(json.dumps({"pid": os.getpid()}))
+    for message in ws:
+        if isinstance(message, str) and message.startswith("flood "):
+            _, count, size = message.split()
+            for number in range(int(count)):
+                hub.publish(group, f"{number:08d}".encode() + b"x" * (int(size) - 8))
+        else:
+            hub.publish(group, message)
+
+
+@app.get("/hub-members/<group>")
+def hub_members(group: str) -> dict[str, int]:
+    """Members of ``group`` in this worker."""
+    return {"members": current_hub().members(group), "pid": os.getpid()}

@@ -1,0 +1,305 @@
+"""Broadcast hub: named groups of connections, one message to all members, in one worker or across many.
+
+::
+
+    from wsgi_ws.hub import current_hub
+
+    @sockets.route("/chat")
+    def chat(ws):
+        hub = current_hub()
+        hub.join(ws, "lobby")            # left again automatically when the connection ends
+        for message in ws:
+            hub.publish("lobby", message)
+
+Backends: in memory (the default: zero set-up, members of the same worker process only) and Redis pub/sub (set
+``hub_url``, for example ``WS_HUB_URL=redis://127.0.0.1:6379/0``), which reaches members in every worker on every
+machine, and lets any Python process publish with :func:`publish` without being a web server.
+
+Delivery is at most once and in order per publisher. Redis pub/sub keeps nothing: what is published while a worker
+is disconnected from Redis is lost for that worker's members (the log says so when the connection drops and comes
+back). Every member has a bounded send queue (``hub_queue_limit`` messages) drained by a short-lived greenlet; a
+client that falls further behind is closed with 1013 ("try again later") so that it never holds the others back
+nor grows memory without bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .exceptions import ConnectionClosed
+from .options import WebSocketOptions, current_options
+from .protocol import CloseCode, Message
+from .websocket import WebSocket
+
+__all__ = ["Hub", "MemoryBackend", "RedisBackend", "current_hub", "publish"]
+
+log = logging.getLogger("wsgi_ws")
+
+#: Redis channels are named CHANNEL_PREFIX + group.
+CHANNEL_PREFIX = "wsgi_ws:"
+_TEXT, _BINARY = b"t", b"b"
+
+
+def encode(message: Message | bytearray | memoryview) -> bytes:
+    """A message as one Redis payload: a type byte, then the UTF-8 text or the bytes."""
+    if isinstance(message, str):
+        return _TEXT + message.encode("utf-8")
+    return _BINARY + bytes(message)
+
+
+def decode(payload: bytes) -> Message:
+    """The message from a Redis payload made by :func:`encode`."""
+    kind, body = payload[:1], payload[1:]
+    if kind == _TEXT:
+        return body.decode("utf-8")
+    if kind == _BINARY:
+        return body
+    raise ValueError("not a wsgi-ws hub payload")
+
+
+class Backend(Protocol):
+    """Carries published messages to the hubs that have members in the group."""
+
+    def start(self, deliver: Callable[[str, Message], None]) -> None:
+        """Begin delivering: ``deliver(group, message)`` is called for every message published to any group."""
+
+    def publish(self, group: str, message: Message | bytearray | memoryview) -> bool:
+        """Publish; False if the message could not be sent (it is then lost)."""
+        ...
+
+
+class MemoryBackend:
+    """Delivers within this process only: the default, for one worker."""
+
+    def __init__(self) -> None:
+        self._deliver: Callable[[str, Message], None] | None = None
+
+    def start(self, deliver: Callable[[str, Message], None]) -> None:
+        """Remember where to deliver."""
+        self._deliver = deliver
+
+    def publish(self, group: str, message: Message | bytearray | memoryview) -> bool:
+        """Deliver at once to this process's members."""
+        if self._deliver is not None:
+            self._deliver(group, message if isinstance(message, str) else bytes(message))
+        return True
+
+
+class RedisBackend:
+    """Redis pub/sub: one pattern subscription per worker, reconnecting with back-off when Redis goes away."""
+
+    def __init__(self, url: str, spawn: Callable[..., Any], sleep: Callable[[float], Any] = time.sleep) -> None:
+        import redis  # only needed when a Redis URL is configured
+
+        self.url = url
+        self._redis = redis
+        self._client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_keepalive=True)
+        self._spawn = spawn
+        self._sleep = sleep
+        self._subscribed = threading.Event()
+        self.stopping = False
+
+    def start(self, deliver: Callable[[str, Message], None]) -> None:
+        """Start the listener; returns once it is subscribed (or after 10 s, with a warning)."""
+        self._spawn(self._listen, deliver)
+        if not self._subscribed.wait(10):
+            log.warning("hub: not subscribed to Redis at %s yet; messages are lost until it is", self.url)
+
+    def publish(self, group: str, message: Message | bytearray | memoryview) -> bool:
+        """PUBLISH to the group's channel; False (and a warning) when Redis cannot be reached."""
+        try:
+            self._client.publish(CHANNEL_PREFIX + group, encode(message))
+        except self._redis.RedisError as exc:
+            log.warning("hub: could not publish to %r on Redis at %s (%s); the message is lost", group, self.url, exc)
+            return False
+        return True
+
+    def _listen(self, deliver: Callable[[str, Message], None]) -> None:
+        delay = 0.1
+        lost_at: float | None = None
+        while not self.stopping:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=False)  # type: ignore[no-untyped-call]
+            try:
+                pubsub.psubscribe(CHANNEL_PREFIX + "*")
+                for item in pubsub.listen():
+                    if item["type"] == "psubscribe":
+                        self._subscribed.set()
+                        delay = 0.1
+                        if lost_at is not None:
+                            log.warning(
+                                "hub: reconnected to Redis at %s after %.1f s; messages published meanwhile were not delivered "
+                                "to this worker (pub/sub delivers at most once)",
+                                self.url,
+                                time.monotonic() - lost_at,
+                            )
+                            lost_at = None
+                        continue
+                    if item["type"] != "pmessage":
+                        continue
+                    channel = item["channel"].decode("utf-8", "replace")
+                    try:
+                        message = decode(item["data"])
+                    except (ValueError, UnicodeDecodeError):
+                        log.warning("hub: ignoring a malformed message on %s", channel)
+                        continue
+                    deliver(channel[len(CHANNEL_PREFIX) :], message)
+            except self._redis.RedisError as exc:
+                self._subscribed.clear()
+                if lost_at is None:
+                    lost_at = time.monotonic()
+                    log.warning(
+                        "hub: lost Redis at %s (%s); messages published until it is back are lost for this worker; reconnecting",
+                        self.url,
+                        exc,
+                    )
+            finally:
+                with contextlib.suppress(self._redis.RedisError):
+                    pubsub.close()
+            self._sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class _Member:
+    """One connection's membership and its bounded send queue."""
+
+    __slots__ = ("draining", "groups", "queue", "ws")
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self.groups: set[str] = set()
+        self.queue: deque[Message] = deque()
+        self.draining = False
+
+
+class Hub:
+    """Groups of connections in this process, fed by a backend."""
+
+    def __init__(self, backend: Backend, queue_limit: int, spawn: Callable[..., Any]) -> None:
+        self.backend = backend
+        self.queue_limit = queue_limit
+        self._spawn = spawn
+        self._groups: dict[str, set[_Member]] = {}
+        self._members: dict[WebSocket, _Member] = {}
+        self._started = False
+        self._lock = threading.Lock()
+
+    def join(self, ws: WebSocket, group: str) -> None:
+        """Add ``ws`` to ``group`` (accepting it if need be); it leaves every group when the connection ends."""
+        if not self._started:
+            with self._lock:
+                if not self._started:
+                    self.backend.start(self.deliver)
+                    self._started = True
+        member = self._members.get(ws)
+        if member is None:
+            member = self._members[ws] = _Member(ws)
+            ws.on_finish(lambda: self.leave_all(ws))
+        member.groups.add(group)
+        self._groups.setdefault(group, set()).add(member)
+
+    def leave(self, ws: WebSocket, group: str) -> None:
+        """Remove ``ws`` from ``group``."""
+        member = self._members.get(ws)
+        if member is None:
+            return
+        member.groups.discard(group)
+        members = self._groups.get(group)
+        if members is not None:
+            members.discard(member)
+            if not members:
+                del self._groups[group]
+
+    def leave_all(self, ws: WebSocket) -> None:
+        """Remove ``ws`` from every group."""
+        member = self._members.pop(ws, None)
+        if member is None:
+            return
+        for group in list(member.groups):
+            members = self._groups.get(group)
+            if members is not None:
+                members.discard(member)
+                if not members:
+                    del self._groups[group]
+        member.queue.clear()
+
+    def members(self, group: str) -> int:
+        """How many connections of this process are in ``group``."""
+        return len(self._groups.get(group, ()))
+
+    def publish(self, group: str, message: Message | bytearray | memoryview) -> bool:
+        """Send ``message`` to every member of ``group``, in every worker the backend reaches; False if it was lost."""
+        return self.backend.publish(group, message)
+
+    def deliver(self, group: str, message: Message) -> None:
+        """Queue a published message for this process's members of ``group`` (called by the backend)."""
+        for member in list(self._groups.get(group, ())):
+            if len(member.queue) >= self.queue_limit:
+                self._overflow(member)
+                continue
+            member.queue.append(message)
+            if not member.draining:
+                member.draining = True
+                self._spawn(self._drain, member)
+
+    def _drain(self, member: _Member) -> None:
+        try:
+            while member.queue:
+                member.ws.send(member.queue.popleft())
+        except ConnectionClosed:
+            self.leave_all(member.ws)
+        finally:
+            member.draining = False
+
+    def _overflow(self, member: _Member) -> None:
+        log.warning(
+            "hub: WebSocket %s from %s fell %d messages behind; closing it with 1013 so the others keep their pace",
+            member.ws.path,
+            member.ws.peer,
+            len(member.queue),
+        )
+        self.leave_all(member.ws)
+        member.ws.abort(CloseCode.TRY_AGAIN_LATER, "too slow: fell behind the broadcast")
+
+
+_hub: Hub | None = None
+_hub_lock = threading.Lock()
+
+
+def make_hub(options: WebSocketOptions, spawn: Callable[..., Any], sleep: Callable[[float], Any] = time.sleep) -> Hub:
+    """A hub for these options: Redis when ``hub_url`` is set, in memory otherwise."""
+    backend: Backend = RedisBackend(options.hub_url, spawn, sleep) if options.hub_url else MemoryBackend()
+    return Hub(backend, options.hub_queue_limit, spawn)
+
+
+def current_hub() -> Hub:
+    """This process's hub, made on first use from the options in force."""
+    global _hub
+    if _hub is None:
+        with _hub_lock:
+            if _hub is None:
+                _hub = make_hub(current_options(), _spawn_daemon)
+    return _hub
+
+
+def _spawn_daemon(function: Callable[..., Any], *args: Any) -> threading.Thread:
+    """Run ``function`` in a daemon thread (a greenlet under the gevent worker, whose threads are patched)."""
+    thread = threading.Thread(target=function, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+def publish(url: str, group: str, message: Message | bytearray | memoryview) -> None:
+    """Publish to ``group`` through Redis at ``url`` from any Python process (a cron job, a service); raises on failure."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=5)
+    try:
+        client.publish(CHANNEL_PREFIX + group, encode(message))
+    finally:
+        client.close()
