@@ -23,7 +23,7 @@ from websockets.frames import Close, CloseCode, Frame, Opcode
 from websockets.protocol import SEND_EOF, Protocol, Side, State
 
 from .exceptions import ConnectionClosed
-from .splitter import FrameSplitter, SplitterError
+from .splitter import FrameSplitter
 
 __all__ = ["SEND_EOF", "CloseCode", "Session"]
 
@@ -70,6 +70,10 @@ class Session:
             logger=logger or logging.getLogger("wsgi_ws.protocol"),
         )
         self._protocol.extensions = list(extensions or [])
+        # Every byte goes through the splitter, so a frame still arriving reaches the parser in pieces: invalid
+        # UTF-8 is refused as soon as it arrives (RFC 6455 §8.1), and partial reads can bound memory.
+        frame_limit = max_frame_size if max_frame_size is not None else max_message_size
+        self._splitter = FrameSplitter(None, allow_rsv1=bool(extensions), max_frame_size=frame_limit)
         #: Whole messages received and not yet taken by the handler.
         self.messages: deque[Message] = deque()
         #: True once nothing more will be received: a close frame arrived, the peer vanished, or we failed.
@@ -85,7 +89,6 @@ class Session:
         #: True once partial reads are on: data frames arrive in :attr:`chunks`, not :attr:`messages`.
         self.streaming = False
         self._stream_chunk_size = 0
-        self._splitter: FrameSplitter | None = None
         self._held: list[bytes] = []  # the closing frames, held while earlier messages are unread
         self._replies: list[bytes] = []  # frames sent in answer to those messages meanwhile
 
@@ -103,30 +106,29 @@ class Session:
 
     def _enable_streaming_if_between_messages(self) -> None:
         protocol = self._protocol
-        if self.streaming or protocol.reader.buffer or self._decoder is not None or self._fragments:
+        if self.streaming or self._decoder is not None or self._fragments:
             return
-        self._splitter = FrameSplitter(self._stream_chunk_size, allow_rsv1=bool(protocol.extensions))
+        self._splitter.chunk_size = self._stream_chunk_size
+        self._splitter.max_frame_size = None
         protocol.max_message_size = protocol.max_fragment_size = None
         self.streaming = True
 
     def receive_data(self, data: bytes) -> None:
         """Feed bytes read from the network; completed messages are appended to :attr:`messages`."""
         protocol = self._protocol
-        if self._splitter is not None:
-            try:
-                data = self._splitter.feed(data)
-            except SplitterError as exc:
-                self.fail(CloseCode.PROTOCOL_ERROR, str(exc))
-                return
-            if not data:
-                return
-        protocol.receive_data(data)
-        events = protocol.events_received()
-        if events:
-            for frame in events:
-                if self._failed is not None:
-                    break
-                self._on_frame(frame)  # type: ignore[arg-type]
+        splitter = self._splitter
+        data = splitter.feed(data)
+        if data:
+            protocol.receive_data(data)
+            events = protocol.events_received()
+            if events:
+                for frame in events:
+                    if self._failed is not None:
+                        break
+                    self._on_frame(frame)  # type: ignore[arg-type]
+        if splitter.error is not None and protocol.state is _OPEN and self._failed is None:
+            self.fail(CloseCode.PROTOCOL_ERROR, str(splitter.error))
+            splitter.error = None
         if protocol.parser_exc is not None or protocol.state is not _OPEN:
             self.receive_done = True
             if self.messages or self.chunks:

@@ -1,13 +1,15 @@
-"""Re-fragmenting of incoming frames for partial reads, I/O free.
+"""Re-fragmenting of incoming frames, I/O free: fail-fast UTF-8 checks and bounded-memory partial reads.
 
-A browser sends a 100 MiB message as one frame, and a frame parser hands a frame over only once all of it has
-arrived. To let a handler stream such a message with memory bounded by ``receive_buffer_size``, the bytes from the
-network pass through a :class:`FrameSplitter` before the protocol parser sees them: every masked data frame longer
-than the chunk size is rewritten, as its bytes arrive, into fragments of at most that size (RFC 6455 §5.4 lets a
-message be fragmented anywhere). The masked payload bytes are not touched: each new fragment header carries the
-masking key rotated to the fragment's offset (§5.3), so unmasking yields the same data. Everything else (control
-frames, small frames, frames that break a rule) passes through unchanged for the parser to accept or refuse, except
-three header violations that would otherwise make the parser buffer a huge payload before refusing it.
+A frame parser hands a frame over only once all of it has arrived. Two things need more: RFC 6455 §8.1 wants
+invalid UTF-8 refused as soon as it arrives, even in the middle of a frame (Autobahn 6.4.x), and a handler that
+streams a 100 MiB message (a browser sends it as one frame) needs memory bounded by ``receive_buffer_size``. So the
+bytes from the network pass through a :class:`FrameSplitter` before the parser sees them: a masked data frame that
+has not fully arrived, or (when streaming) is longer than the chunk size, is rewritten, as its bytes arrive, into
+fragments (RFC 6455 §5.4 lets a message be fragmented anywhere). The masked payload bytes are not touched: each new
+fragment header carries the masking key rotated to the fragment's offset (§5.3), so unmasking yields the same data.
+A frame that is all there passes through unchanged, as does anything the parser must judge (control frames,
+unmasked frames, frames over the size limit), except three header violations that would otherwise make the parser
+wait for a huge payload before refusing it.
 """
 
 from __future__ import annotations
@@ -22,15 +24,23 @@ _HEAD10 = struct.Struct("!BBQ")
 
 
 class SplitterError(ValueError):
-    """A frame header that breaks RFC 6455 in a way the splitter refuses itself (close code 1002)."""
+    """A frame header that breaks RFC 6455 in a way the splitter refuses itself (close code 1002).
+
+    :meth:`FrameSplitter.feed` does not raise it: it returns the frames before the bad header and sets ``error``.
+    """
 
 
 class FrameSplitter:
-    """Feed bytes in with :meth:`feed`; get bytes out whose data frames are at most ``chunk_size`` long."""
+    """Feed bytes in with :meth:`feed`; get out complete frames only, data frames at most ``chunk_size`` long.
 
-    def __init__(self, chunk_size: int, allow_rsv1: bool = False) -> None:
+    ``chunk_size`` None splits only frames that have not fully arrived; ``max_frame_size`` frames are left whole for
+    the parser to refuse.
+    """
+
+    def __init__(self, chunk_size: int | None = None, allow_rsv1: bool = False, max_frame_size: int | None = None) -> None:
         self.chunk_size = chunk_size
         self.allow_rsv1 = allow_rsv1
+        self.max_frame_size = max_frame_size
         self._header = bytearray()
         self._passthrough = 0  # payload bytes still to copy unchanged
         self._split_remaining = 0  # payload bytes still to re-fragment
@@ -38,9 +48,21 @@ class FrameSplitter:
         self._split_first = True
         self._split_head1 = 0  # fin/rsv1/opcode of the original frame
         self._split_key = b""
+        self._transparent = False  # set after a close frame or a refused header
+        #: The violation that stopped the splitter, if any (the caller fails the connection with 1002).
+        self.error: SplitterError | None = None
 
     def feed(self, data: bytes) -> bytes:
-        """Return the rewritten bytes for ``data`` (possibly empty while a header is incomplete)."""
+        """Return the rewritten bytes for ``data`` (possibly empty while a header is incomplete).
+
+        After a header that breaks a rule, returns what came before it, sets :attr:`error` and passes nothing more.
+        """
+        if self._transparent:
+            return data
+        if not self._header and not self._passthrough and not self._split_remaining:
+            whole = self._whole_frames_end(data)
+            if whole == len(data):
+                return data  # the common case: only complete frames that need no rewriting
         out: list[bytes] = []
         view = memoryview(data)
         position, end = 0, len(data)
@@ -51,13 +73,52 @@ class FrameSplitter:
                 self._passthrough -= take
                 position += take
             elif self._split_remaining:
-                take = min(self._split_remaining, end - position, self.chunk_size)
+                take = min(self._split_remaining, end - position, self.chunk_size or end)
                 out.append(self._fragment_header(take))
                 out.append(view[position : position + take].tobytes())
                 position += take
+            elif self._transparent:  # after a close frame the parser reads nothing more: do not interpret it
+                out.append(view[position:].tobytes())
+                break
             else:
-                position = self._read_header(view, position, end, out)
+                try:
+                    position = self._read_header(view, position, end, out)
+                except SplitterError as exc:
+                    self.error = exc  # the frames before the bad header still count
+                    self._transparent = True
+                    break
         return b"".join(out)
+
+    def _whole_frames_end(self, data: bytes) -> int:
+        """Where the run of complete frames at the start of ``data`` that pass through unchanged ends."""
+        position, end = 0, len(data)
+        chunk_size = self.chunk_size
+        while position + 2 <= end:
+            head1, head2 = data[position], data[position + 1]
+            size = head2 & 0x7F
+            offset = 2
+            if size == 126:
+                if position + 4 > end:
+                    return position
+                size = (data[position + 2] << 8) | data[position + 3]
+                offset = 4
+            elif size == 127:
+                if position + 10 > end:
+                    return position
+                size = int.from_bytes(data[position + 2 : position + 10], "big")
+                if size >> 63:
+                    return position  # refused on the careful path
+                offset = 10
+            if head2 & 0x80:
+                offset += 4
+            if head1 & 0x0F == 0x08 or head1 & 0x30 or (head1 & 0x40 and not self.allow_rsv1) or (head1 & 0x08 and size > 125):
+                return position  # header violations take the careful path, which refuses them
+            if chunk_size is not None and size > chunk_size and not head1 & 0x08:
+                return position  # a data frame to split
+            if position + offset + size > end:
+                return position
+            position += offset + size
+        return position
 
     def _read_header(self, view: memoryview, position: int, end: int, out: list[bytes]) -> int:
         header = self._header
@@ -75,11 +136,11 @@ class FrameSplitter:
                 if needed > 2:
                     continue
             break
-        self._start_frame(bytes(header), out)
+        self._start_frame(bytes(header), end - position, out)
         self._header = bytearray()
         return position
 
-    def _start_frame(self, header: bytes, out: list[bytes]) -> None:
+    def _start_frame(self, header: bytes, available: int, out: list[bytes]) -> None:
         head1, head2 = header[0], header[1]
         size_field = head2 & 0x7F
         if size_field == 126:
@@ -91,12 +152,16 @@ class FrameSplitter:
         else:
             length = size_field
         opcode = head1 & 0x0F
+        if opcode == 0x08:
+            self._transparent = True
         if head1 & 0x30 or (head1 & 0x40 and not self.allow_rsv1):
             raise SplitterError("reserved bits set without a negotiated extension (RFC 6455 §5.2)")
         if opcode & 0x08 and length > 125:
             raise SplitterError("control frame payload over 125 bytes (RFC 6455 §5.5)")
         masked = bool(head2 & 0x80)
-        if not masked or opcode & 0x08 or length <= self.chunk_size:
+        too_big = self.max_frame_size is not None and length > self.max_frame_size
+        must_split = (self.chunk_size is not None and length > self.chunk_size) or length > available
+        if not masked or opcode & 0x08 or too_big or not must_split:
             out.append(header)
             self._passthrough = length
             return
