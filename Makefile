@@ -15,18 +15,19 @@ install: $(BIN)/python
 install-test: install install-system
 	$(BIN)/pip install --quiet -r requirements-test.txt
 
-# Browser, proxy and TLS tests drive Debian's chromium, nginx and openssl. As root (CI) they are installed here;
-# otherwise those tests are skipped with a note (and fail under CI=true).
+# Browser, proxy, TLS and hub tests drive Debian's chromium, nginx, openssl and redis-server. As root (CI) they are
+# installed here; otherwise those tests are skipped with a note (and the browser and nginx ones fail under CI=true).
 install-system:
 	@missing=""; \
 	[ -x $(CHROMIUM) ] || missing="$$missing chromium"; \
 	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing with apt-get"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  else echo "note: missing$$missing and not root: 'sudo apt-get install$$missing' for the browser/nginx/TLS tests"; fi; \
+	  else echo "note: missing$$missing and not root: 'sudo apt-get install$$missing' for the browser/nginx/TLS/hub tests"; fi; \
 	fi
 
 run: install

@@ -1,8 +1,9 @@
-"""The sample app: an echo WebSocket at /ws, a server-push clock at /clock, and the browser test page at /."""
+"""The sample app: echo at /ws, a server-push clock at /clock, a chat at /chat, and the browser test page at /."""
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 
@@ -10,6 +11,7 @@ from flask import Flask, Response, render_template, request
 
 from wsgi_ws import ConnectionClosed, WebSocket
 from wsgi_ws.flask_ext import WebSockets
+from wsgi_ws.hub import current_hub
 
 app = Flask(__name__)
 sockets = WebSockets(app)
@@ -59,3 +61,27 @@ def clock(ws: WebSocket) -> Response | None:
     threading.Thread(target=push, daemon=True).start()
     ws.wait_closed()  # keeps the request (and the connection) alive until the worker or the client closes
     return None
+
+
+@app.get("/chat")
+def chat_page() -> str:
+    """The chat page: open it in several tabs (or browsers); every tab sees every message."""
+    return render_template("chat.html")
+
+
+@sockets.route("/chat/ws")
+def chat(ws: WebSocket) -> None:
+    """Relay every chat line to everyone in the room, in every worker (set WS_HUB_URL to a Redis URL for that)."""
+    hub = current_hub()
+    hub.join(ws, "chat")
+    for message in ws:
+        if not isinstance(message, str):
+            continue
+        try:
+            line = json.loads(message)
+            name, text = str(line["name"])[:40], str(line["text"])[:2000]
+        except (ValueError, KeyError, TypeError):
+            ws.close(1003, "expected JSON {name, text}")
+            return
+        if text.strip():
+            hub.publish("chat", json.dumps({"name": name, "text": text, "worker": os.getpid(), "time": time.strftime("%H:%M:%S")}))

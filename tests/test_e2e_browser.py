@@ -180,3 +180,32 @@ def test_chromium_negotiates_permessage_deflate_when_enabled(page: Page, start_s
     page.click("#send")
     expect(page.locator("#log li[data-kind=receive]").last).to_contain_text("squeeze me squeeze me")
     assert "server_max_window_bits=12" in page.evaluate("socket.extensions")
+
+
+def test_chat_tabs_on_two_workers_see_each_others_messages(browser: Browser, start_server: ServerFactory) -> None:
+    from tests.redis_server import RedisServer
+
+    redis_server = RedisServer()
+    try:
+        server = start_server("app:app", WS_HUB_URL=redis_server.url, WSGI_WS_WORKERS="2")
+        context = browser.new_context()
+        tabs = [context.new_page() for _ in range(3)]
+        for index, tab in enumerate(tabs):
+            tab.set_default_timeout(WAIT_MS)
+            tab.goto(f"{server.http_url}/chat")
+            expect(tab.locator("#status")).to_have_text("connected")
+            tab.fill("#name", f"tab{index}")
+        tabs[0].fill("#text", "hello from tab 0")
+        tabs[0].press("#text", "Enter")
+        tabs[2].fill("#text", "<b>not bold</b>")
+        tabs[2].click("#send")
+        for tab in tabs:
+            expect(tab.locator("#lines li")).to_have_count(2)
+            expect(tab.locator("#lines li").nth(0)).to_contain_text("tab0:hello from tab 0")
+            expect(tab.locator("#lines li").nth(1)).to_contain_text("tab2:<b>not bold</b>")
+            assert tab.locator("#lines b").count() == 0
+        ARTIFACTS.mkdir(exist_ok=True)
+        tabs[1].screenshot(path=str(ARTIFACTS / "chat.png"))
+        context.close()
+    finally:
+        redis_server.stop()
