@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint install install-test install-system fuzz
+.PHONY: run test lint install install-test install-system fuzz bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,9 @@ FUZZ_SECONDS ?= 300
 fuzz: install-test
 	$(BIN)/pip install --quiet atheris==3.0.0
 	cd /tmp && $(CURDIR)/$(BIN)/python $(CURDIR)/fuzz/fuzz_protocol.py -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
+
+# The benchmark suite against the peers (bench/README.md); BENCH_ARGS=--quick for the smoke run.
+bench: install
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/hub_fanout.py --rate 20 --messages 100

@@ -11,29 +11,17 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from frames import masked_frame
 
 from wsgi_ws.protocol import Session
-
-
-def frame(opcode: int, payload: bytes) -> bytes:
-    """A masked client frame."""
-    key = os.urandom(4)
-    size = len(payload)
-    if size < 126:
-        header = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
-    elif size < 65536:
-        header = struct.pack("!BBH", 0x80 | opcode, 0xFE, size)
-    else:
-        header = struct.pack("!BBQ", 0x80 | opcode, 0xFF, size)
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes((key * (size // 4 + 1))[:size], "big")).to_bytes(size, "big")
-    return header + key + masked
 
 
 def with_websockets(chunks: list[bytes]) -> int:
@@ -92,9 +80,9 @@ def measure(parse: Callable[[list[bytes]], int], chunks: list[bytes], expected: 
 
 
 def main() -> None:
-    small = [b"".join(frame(1, b"x" * 32) for _ in range(16)) for _ in range(2000)]
+    small = [b"".join(masked_frame(1, b"x" * 32) for _ in range(16)) for _ in range(2000)]
     small_count = 16 * 2000
-    big = [frame(2, os.urandom(1024 * 1024)) for _ in range(8)]
+    big = [masked_frame(2, os.urandom(1024 * 1024)) for _ in range(8)]
     libraries: dict[str, Callable[[list[bytes]], int]] = {
         "websockets 17 sans-I/O (wsgi_ws.protocol.Session)": with_websockets,
         "wsproto 1.3": with_wsproto,

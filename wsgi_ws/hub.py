@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -287,8 +288,15 @@ def current_hub() -> Hub:
     return _hub
 
 
-def _spawn_daemon(function: Callable[..., Any], *args: Any) -> threading.Thread:
-    """Run ``function`` in a daemon thread (a greenlet under the gevent worker, whose threads are patched)."""
+def _spawn_daemon(function: Callable[..., Any], *args: Any) -> object:
+    """Run ``function`` in a greenlet under gevent (cheap), in a daemon thread otherwise."""
+    if "gevent" in sys.modules:
+        from gevent import monkey
+
+        if monkey.is_module_patched("threading"):
+            import gevent
+
+            return gevent.spawn(function, *args)
     thread = threading.Thread(target=function, args=args, daemon=True)
     thread.start()
     return thread
