@@ -50,6 +50,8 @@ try:
         compression_window_bits=12,  # LZ77 window 9-15 bits, both directions
         compression_memory_level=5,  # zlib memLevel 1-9
         compression_no_context_takeover=False,  # True: reset the context after each message
+        hub_url=None,  # broadcast hub: "redis://127.0.0.1:6379/0" spans workers and machines; None = in memory
+        hub_queue_limit=1000,  # messages a hub member may fall behind before it is closed with 1013
     )
 except wsgi_ws.InvalidOption as error:
     sys.exit(f"Error: {error}")
