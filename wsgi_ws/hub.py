@@ -181,10 +181,13 @@ class _Member:
 class Hub:
     """Groups of connections in this process, fed by a backend."""
 
-    def __init__(self, backend: Backend, queue_limit: int, spawn: Callable[..., Any]) -> None:
+    def __init__(
+        self, backend: Backend, queue_limit: int, spawn: Callable[..., Any], pause: Callable[[], Any] = lambda: time.sleep(0)
+    ) -> None:
         self.backend = backend
         self.queue_limit = queue_limit
         self._spawn = spawn
+        self._pause = pause
         self._groups: dict[str, set[_Member]] = {}
         self._members: dict[WebSocket, _Member] = {}
         self._started = False
@@ -241,8 +244,10 @@ class Hub:
         """Queue a published message for this process's members of ``group`` (called by the backend)."""
         for member in list(self._groups.get(group, ())):
             if len(member.queue) >= self.queue_limit:
-                self._overflow(member)
-                continue
+                self._pause()  # a burst from one publisher: let the drains have a turn first
+                if len(member.queue) >= self.queue_limit:  # its drain is stuck on a full socket: it fell behind
+                    self._overflow(member)
+                    continue
             member.queue.append(message)
             if not member.draining:
                 member.draining = True
