@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import logging
+import struct
 from collections import deque
 from collections.abc import Callable
 
@@ -36,6 +37,9 @@ _PING = Opcode.PING
 _PONG = Opcode.PONG
 _CLOSE = Opcode.CLOSE
 _OPEN = State.OPEN
+_HEADER_SHORT = struct.Struct("!BB").pack
+_HEADER_MEDIUM = struct.Struct("!BBH").pack
+_HEADER_LONG = struct.Struct("!BBQ").pack
 _utf8_decoder: Callable[[], codecs.IncrementalDecoder] = codecs.getincrementaldecoder("utf-8")
 
 
@@ -89,6 +93,7 @@ class Session:
         #: True once partial reads are on: data frames arrive in :attr:`chunks`, not :attr:`messages`.
         self.streaming = False
         self._stream_chunk_size = 0
+        self._out: list[bytes] = []  # data frames built here, sent before the protocol's own output
         self._held: list[bytes] = []  # the closing frames, held while earlier messages are unread
         self._replies: list[bytes] = []  # frames sent in answer to those messages meanwhile
 
@@ -236,8 +241,22 @@ class Session:
             frame = Frame(_TEXT if text else _BINARY, payload)
             self._replies.append(frame.serialize(mask=False, extensions=extensions if compress else []))
             return
-        if not compress and extensions:
-            protocol.extensions = []
+        if not extensions or not compress:
+            # The common case, written directly: an unmasked, unfragmented, uncompressed server frame is a 2-10 byte
+            # header and the payload (RFC 6455 §5.2). Profiles showed websockets' Frame.serialize as a hot spot.
+            size = len(payload)
+            first = 0x81 if text else 0x82
+            if size < 126:
+                header = _HEADER_SHORT(first, size)
+            elif size < 65536:
+                header = _HEADER_MEDIUM(first, 126, size)
+            else:
+                header = _HEADER_LONG(first, 127, size)
+            if size <= 1024:
+                self._out.append(header + payload)
+            else:
+                self._out += (header, payload)
+            return
         try:
             if text:
                 protocol.send_text(payload)
@@ -278,9 +297,20 @@ class Session:
         self._protocol.fail(code, reason)
         self.receive_done = True
 
+    def has_output(self) -> bool:
+        """True when :meth:`data_to_send` has something to return (cheap, for the hot path)."""
+        return bool(self._out or self._protocol.writes or self._replies or (self._held and not self.messages and not self.chunks))
+
     def data_to_send(self) -> list[bytes]:
         """Bytes to write to the network, in order; a final ``b""`` asks to half-close TCP."""
-        out = self._protocol.data_to_send()
+        out = self._out
+        if out:
+            self._out = []
+            writes = self._protocol.data_to_send()
+            if writes:
+                out += writes  # frames we sent go before the protocol's own (pongs, and a close that came later)
+        else:
+            out = self._protocol.data_to_send()
         if self._replies:
             out = self._replies + out
             self._replies = []

@@ -228,7 +228,7 @@ class WebSocket:
         if session.streaming:
             return self._receive_assembled(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self._wait_for(session, lambda: bool(messages), deadline):
+        while self._wait_for(session, messages.__len__, deadline):
             try:
                 message = messages.popleft()
             except IndexError:  # another receiver was quicker
@@ -311,7 +311,7 @@ class WebSocket:
                 return False
         return True
 
-    def _wait_for(self, session: Session, ready: Callable[[], bool], deadline: float | None) -> bool:
+    def _wait_for(self, session: Session, ready: Callable[[], object], deadline: float | None) -> bool:
         """Read, or wait for the reader, until ``ready()``; False if nothing more can be received."""
         while not ready():
             if session.receive_done or self._aborted is not None:
@@ -377,7 +377,8 @@ class WebSocket:
                 session.receive_data(data)
             else:
                 session.receive_eof()
-            self._write_pending()
+            if session.has_output():
+                self._write_pending()
 
     def _end_of_messages(self, session: Session) -> None:
         """Allow one None to mark the end; raise ConnectionClosed on any later receive."""
@@ -434,7 +435,8 @@ class WebSocket:
 
     def flush(self) -> None:
         """Write every queued frame now."""
-        if self._session is not None:
+        session = self._session
+        if session is not None and session.has_output():
             with self._lock:
                 self._write_pending()
 
@@ -454,13 +456,22 @@ class WebSocket:
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         try:
             if data:
-                self._sock.sendall(data)
+                self._send_all(data)
             if eof:
                 self._sock.shutdown(socket.SHUT_WR)
         except OSError:
             self._session.receive_eof()
             return False
         return True
+
+    def _send_all(self, data: bytes) -> None:
+        """Write all of ``data``: ``send`` in a loop (gevent's ``sendall`` asks ``getsockopt`` on every call)."""
+        send = self._sock.send
+        sent = send(data)
+        if sent < len(data):
+            view = memoryview(data)
+            while sent < len(view):
+                sent += send(view[sent:])
 
     # Keep-alive (driven by the ConnectionMonitor).
 
