@@ -70,6 +70,7 @@ class WebSocket:
         buffered: bytes = b"",
         defer: Callable[[Callable[[], None]], object] | None = None,
         monitor: ConnectionMonitor | None = None,
+        on_accept: Callable[[], object] | None = None,
     ) -> None:
         self._sock = sock
         #: The WSGI environ of the upgrade request.
@@ -79,13 +80,14 @@ class WebSocket:
         self._buffered = buffered
         self._defer = defer
         self._monitor = monitor
+        self._on_accept = on_accept
         self._state = _PENDING
         self._session: Session | None = None
         self._subprotocol: str | None = None
         self._accepting = threading.Lock()  # one implicit accept
         self._lock = threading.Lock()  # protocol state and socket writes
         self._reader = threading.Lock()  # held by whoever is reading the socket
-        self._arrivals = threading.Condition(threading.Lock())  # signalled after every read
+        self._arrivals: threading.Condition | None = None  # signalled after every read; made when first waited on
         self._reads = 0  # reads finished so far; waiters compare it to know a read happened
         self._waiting = 0  # callers waiting in _arrivals
         self._read_size = READ_SIZE
@@ -192,6 +194,9 @@ class WebSocket:
         self._subprotocol = subprotocol
         self._session = session
         self._state = _OPEN
+        if self._on_accept is not None:
+            self._on_accept()  # the server glue lets go of what only HTTP needed
+            self._on_accept = None
         self.last_received = time.monotonic()
         if self._monitor is not None:
             self._monitor.add(self)
@@ -331,22 +336,28 @@ class WebSocket:
 
     def _wait_arrival(self, seen: int, deadline: float | None) -> None:
         """Wait until a read finishes after ``seen`` reads (raises TimeoutError at ``deadline``)."""
-        with self._arrivals:
+        if self._arrivals is None:
+            with self._accepting:
+                if self._arrivals is None:
+                    self._arrivals = threading.Condition(threading.Lock())
+        arrivals = self._arrivals
+        with arrivals:
             self._waiting += 1
             try:
                 while self._reads == seen:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         raise TimeoutError("no message within the receive timeout")
-                    self._arrivals.wait(remaining)
+                    arrivals.wait(remaining)
             finally:
                 self._waiting -= 1
 
     def _read_done(self) -> None:
         self._reads += 1
-        if self._waiting:
-            with self._arrivals:
-                self._arrivals.notify_all()
+        arrivals = self._arrivals
+        if self._waiting and arrivals is not None:
+            with arrivals:
+                arrivals.notify_all()
 
     def _read_once(self, session: Session, deadline: float | None, wait: bool = True) -> None:
         """Flush what is queued, read once, feed the protocol (the reader lock is held)."""

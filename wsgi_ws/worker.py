@@ -35,6 +35,24 @@ class HeadTimeout(TimeoutError):
     """The client did not send a complete request head within ``handshake_timeout``."""
 
 
+class _NoHTTPInput:
+    """Stands in for pywsgi's reader and request body after an upgrade: closed, empty, nothing to discard."""
+
+    closed = True
+
+    def read(self, size: int = -1) -> bytes:
+        """No body: a WebSocket upgrade is a GET."""
+        return b""
+
+    readline = read
+
+    def _discard(self) -> None:
+        """Nothing is left to skip."""
+
+
+_NO_HTTP_INPUT = _NoHTTPInput()
+
+
 class _ProcessState:
     """What the connections of one worker process share."""
 
@@ -77,6 +95,8 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
 
     _head_timer: gevent.Timeout | None = None
     _over_capacity = False
+    rfile: Any
+    wsgi_input: Any
 
     def handle(self) -> None:
         """Serve one connection; beyond the worker's connection limit, answer its request with 503."""
@@ -148,6 +168,7 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
             buffered=take_buffered(self.rfile, self.socket),
             defer=gevent.spawn,
             monitor=_state.monitor,
+            on_accept=self._release_http_buffers,
         )
         environ[ENVIRON_KEY] = ws
         environ["wsgi.websocket_version"] = "13"
@@ -175,6 +196,12 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
         self._close_result(result)
         ws.finish()
         self._after_websocket()
+
+    def _release_http_buffers(self) -> None:
+        """Once upgraded the connection never reads HTTP again: drop the 8 KiB buffered reader pywsgi keeps for it."""
+        self.rfile = _NO_HTTP_INPUT
+        self.wsgi_input = _NO_HTTP_INPUT
+        self.environ["wsgi.input"] = _NO_HTTP_INPUT
 
     def _after_websocket(self) -> None:
         self.close_connection = True
