@@ -101,6 +101,12 @@ def test_gevent_websocket_style_app_runs_unchanged(start_server: ServerFactory) 
             ws.recv(timeout=TIMEOUT)
     assert ws.protocol.close_rcvd is not None
     assert (ws.protocol.close_rcvd.code, ws.protocol.close_rcvd.reason) == (4321, "as asked")
+    with connect(f"{server.url}/anything", open_timeout=TIMEOUT) as ws:  # the access log line of the first is written
+        ws.send("sync")
+        assert ws.recv(timeout=TIMEOUT) == "sync"
+    log = server.log()
+    assert '"GET /anything HTTP/1.1" 101' in log
+    assert "Traceback" not in log and "failed with" not in log
 
 
 def test_many_clients_closing_at_once_all_get_their_close(echo_server: GunicornServer) -> None:

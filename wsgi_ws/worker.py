@@ -97,6 +97,7 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
     _over_capacity = False
     rfile: Any
     wsgi_input: Any
+    response_headers: Any
 
     def handle(self) -> None:
         """Serve one connection; beyond the worker's connection limit, answer its request with 503."""
@@ -207,6 +208,8 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
         self.close_connection = True
         self.status = b"101 Switching Protocols"
         self.code = 101
+        if self.response_headers is None:  # the app never called start_response (gevent-websocket style)
+            self.response_headers = []  # gunicorn's access log iterates them
 
     @staticmethod
     def _close_result(result: Any) -> None:
