@@ -45,7 +45,7 @@ def prepare(environ: MutableMapping[str, Any], options: WebSocketOptions) -> Han
 
 
 class HTTPErrorApp:
-    """A WSGI app that answers with a fixed status, a plain-text reason and closes the connection."""
+    """A WSGI app that answers with a fixed status and a plain-text reason (the server glue closes the connection)."""
 
     def __init__(self, status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
         self.status = status
@@ -60,8 +60,7 @@ class HTTPErrorApp:
             [
                 ("Content-Type", "text/plain; charset=utf-8"),
                 ("Content-Length", str(len(self.body))),
-                ("Connection", "close"),
-                *self.headers,
+                *self.headers,  # no "Connection: close": WSGI apps may not set hop-by-hop headers (PEP 3333)
             ],
         )
         return [self.body]

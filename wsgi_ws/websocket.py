@@ -71,6 +71,7 @@ class WebSocket:
         defer: Callable[[Callable[[], None]], object] | None = None,
         monitor: ConnectionMonitor | None = None,
         on_accept: Callable[[], object] | None = None,
+        close_socket: bool = True,
     ) -> None:
         self._sock = sock
         #: The WSGI environ of the upgrade request.
@@ -81,6 +82,7 @@ class WebSocket:
         self._defer = defer
         self._monitor = monitor
         self._on_accept = on_accept
+        self._close_socket = close_socket  # False when the server closes the socket itself (werkzeug, gunicorn gthread)
         self._state = _PENDING
         self._session: Session | None = None
         self._subprotocol: str | None = None
@@ -651,7 +653,10 @@ class WebSocket:
         except OSError:
             pass
         finally:
-            sock.close()
+            if self._close_socket:
+                sock.close()
+            else:
+                self._cut()  # the server's own reader sees EOF and closes the socket
 
 
 def _coalesce(chunks: deque[tuple[Message, bool]], limit: int) -> tuple[Message, bool]:

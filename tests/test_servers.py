@@ -1,0 +1,170 @@
+"""The same handlers under every supported server: our gevent worker, gunicorn's gthread worker, and `flask run`."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from tests.constants import TIMEOUT
+from tests.nginx import free_port
+from tests.server import ROOT, GunicornServer
+from tests.wsclient import OP_TEXT, RawClient, upgrade_request
+
+ROUTES = "tests.apps.routes:app"
+
+
+class FlaskRun:
+    """`flask run` (Werkzeug's threaded development server) on a free loopback port."""
+
+    def __init__(self, app: str) -> None:
+        self.port = free_port()
+        environment = {k: v for k, v in os.environ.items() if not k.startswith(("WS_", "WSGI_WS_"))}
+        environment.update({"PYTHONPATH": str(ROOT), "WS_CLOSE_TIMEOUT": "2", "WS_ALLOWED_ORIGINS": "*"})
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", app, "run", "--port", str(self.port)],
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 3 * TIMEOUT
+        while True:  # Werkzeug binds its own socket: wait until it accepts (bounded)
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=TIMEOUT)
+
+
+@pytest.fixture(scope="module", params=["gevent-worker", "gthread", "flask-run"])
+def server(request: pytest.FixtureRequest) -> Iterator[GunicornServer | FlaskRun]:
+    if request.param == "flask-run":
+        running: GunicornServer | FlaskRun = FlaskRun(ROUTES)
+    elif request.param == "gthread":
+        running = GunicornServer(ROUTES, env={"WS_CLOSE_TIMEOUT": "2"}, args=("-k", "gthread", "--threads", "16"))
+    else:
+        running = GunicornServer(ROUTES, env={"WS_CLOSE_TIMEOUT": "2"})
+    yield running
+    running.stop()
+
+
+def test_echo_text_and_binary(server: GunicornServer | FlaskRun) -> None:
+    with connect(f"{server.url}/ws", open_timeout=TIMEOUT, max_size=None) as ws:
+        for message in ("text ✓", b"\x00binary", "", b"x" * 70000):
+            ws.send(message)
+            assert ws.recv(timeout=TIMEOUT) == message
+        ws.close(4001, "bye")
+    assert ws.protocol.close_rcvd is not None and (ws.protocol.close_rcvd.code, ws.protocol.close_rcvd.reason) == (4001, "bye")
+
+
+def test_plain_get_is_400_and_refusal_before_accept_is_exact(server: GunicornServer | FlaskRun) -> None:
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(f"{server.http_url}/ws", timeout=TIMEOUT)
+    assert caught.value.code == 400
+    caught.value.close()
+    with RawClient(server.port) as client:
+        client.send(upgrade_request("/deny"))
+        response = client.read_response()
+        assert (response.status, response.body) == (403, b"no entry\n")
+
+
+def test_bad_handshake_is_426(server: GunicornServer | FlaskRun) -> None:
+    with RawClient(server.port) as client:
+        client.send(upgrade_request("/ws", headers={"Sec-WebSocket-Version": "8"}))
+        response = client.read_response()
+        assert response.status == 426 and response.headers["sec-websocket-version"] == "13"
+
+
+def test_handler_error_closes_1011_and_the_server_serves_on(server: GunicornServer | FlaskRun) -> None:
+    with connect(f"{server.url}/raise-after", open_timeout=TIMEOUT) as ws:
+        ws.send("boom")
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=TIMEOUT)
+    assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 1011
+    with connect(f"{server.url}/ws", open_timeout=TIMEOUT) as ws:
+        ws.send("still here")
+        assert ws.recv(timeout=TIMEOUT) == "still here"
+
+
+def test_concurrent_senders_and_many_connections(server: GunicornServer | FlaskRun) -> None:
+    with RawClient(server.port) as client:
+        client.handshake("/concurrent")
+        client.send_frame(OP_TEXT, b"4 100")
+        count = 0
+        while client.read_message()[1] != b"done":
+            count += 1
+        assert count == 400
+    errors: list[str] = []
+
+    def one(index: int) -> None:
+        try:
+            with connect(f"{server.url}/ws", open_timeout=TIMEOUT) as ws:
+                for number in range(20):
+                    ws.send(f"{index}/{number}")
+                    assert ws.recv(timeout=TIMEOUT) == f"{index}/{number}"
+        except Exception as exc:  # collected and asserted below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=one, args=(index,)) for index in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(3 * TIMEOUT)
+    assert errors == []
+
+
+def test_partial_reads(server: GunicornServer | FlaskRun) -> None:
+    with RawClient(server.port) as client:
+        client.handshake("/stream")
+        client.send_frame(0x2, b"z" * 10000)
+        report = json.loads(client.read_message()[1])
+    assert (report["bytes"], report["largest"]) == (10000, 4096)
+
+
+def test_unsupported_server_refuses_clearly_instead_of_hanging() -> None:
+    """wsgiref exposes no socket: the first WebSocket request gets 500 with the reason."""
+    from tests.apps.routes import app
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = make_server("127.0.0.1", 0, app, handler_class=Quiet)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with RawClient(httpd.server_port) as client:  # wsgiref answers in HTTP/1.0, which websockets' client refuses
+            client.send(upgrade_request("/ws"))
+            response = client.read_response()
+        assert response.status == 500
+        assert b"cannot serve WebSockets" in response.body
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
