@@ -9,7 +9,7 @@ import time
 
 from flask import Flask, Response, render_template, request
 
-from wsgi_ws import ConnectionClosed, WebSocket
+from wsgi_ws import ConnectionClosed, WebSocket, metrics
 from wsgi_ws.flask_ext import WebSockets
 from wsgi_ws.hub import current_hub
 
@@ -21,6 +21,12 @@ sockets = WebSockets(app)
 def index() -> str:
     """The browser test page."""
     return render_template("index.html")
+
+
+@app.get("/stats")
+def stats() -> dict[str, int]:
+    """This worker's WebSocket counters: open connections, totals accepted, refused and closed, messages and bytes."""
+    return metrics.snapshot()
 
 
 @sockets.route("/ws")

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import urllib.request
 
 import pytest
 import websocket  # websocket-client
 from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import connect
 
+from tests.conftest import ServerFactory
 from tests.constants import TIMEOUT
 from tests.server import GunicornServer
-from tests.wsclient import OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawClient
+from tests.wsclient import OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawClient, upgrade_request
 
 SIZES = [0, 1, 125, 126, 65535, 65536, 1024 * 1024]
 
@@ -109,3 +112,24 @@ def test_hundred_clients_each_echo_hundred_messages(echo_server: GunicornServer)
         thread.join(timeout=6 * TIMEOUT)
     assert not any(thread.is_alive() for thread in threads)
     assert failures == []
+
+
+def test_stats_endpoint_counts_connections_messages_and_bytes(start_server: ServerFactory) -> None:
+    server = start_server("app:app")
+    with connect(f"{server.url}/ws", open_timeout=TIMEOUT) as ws:
+        ws.send("12345")
+        assert ws.recv(timeout=TIMEOUT) == "12345"
+        with urllib.request.urlopen(f"{server.http_url}/stats", timeout=TIMEOUT) as response:
+            live = json.load(response)
+        assert (live["open"], live["accepted"], live["messages_in"], live["messages_out"]) == (1, 1, 1, 1)
+        assert live["bytes_in"] > 5 and live["bytes_out"] == 7  # a 2-byte header and the 5-byte payload
+    with RawClient(server.port) as client:  # a refused one
+        client.send(upgrade_request(headers={"Sec-WebSocket-Version": "7"}))
+        assert client.read_response().status == 426
+    with urllib.request.urlopen(f"{server.http_url}/stats", timeout=TIMEOUT) as response:
+        after = json.load(response)
+    assert (after["open"], after["closed"], after["refused"], after["messages_in"]) == (0, 1, 1, 1)
+    log = server.log()
+    assert "ws.accept path=/ws peer=127.0.0.1:" in log
+    assert "ws.close path=/ws peer=127.0.0.1:" in log and "code=1000" in log and "messages_in=1 messages_out=1" in log
+    assert "ws.refuse path=/ws peer=127.0.0.1 status=426 reason=unsupported Sec-WebSocket-Version '7'" in log

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import metrics
 from .exceptions import ConnectionClosed, HandshakeError, InvalidOption, WebSocketError
 from .options import WebSocketOptions, configure, current_options
 from .protocol import CloseCode
@@ -20,4 +21,5 @@ __all__ = [
     "__version__",
     "configure",
     "current_options",
+    "metrics",
 ]

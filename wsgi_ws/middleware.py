@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
+from . import metrics
 from .glue import ENVIRON_KEY, HTTPErrorApp, prepare
 from .monitor import ConnectionMonitor
 from .options import WebSocketOptions, current_options
@@ -81,7 +82,9 @@ class WebSocketMiddleware:
         if prepared is None:
             return self.app(environ, start_response)
         if isinstance(prepared, HTTPErrorApp):
-            log.info("refused WebSocket upgrade for %s: %s", environ.get("PATH_INFO"), prepared.reason)
+            metrics.refused()
+            peer = environ.get("REMOTE_ADDR")
+            log.info("ws.refuse path=%s peer=%s status=%s reason=%s", environ.get("PATH_INFO"), peer, prepared.status, prepared.reason)
             return prepared(environ, start_response)
         gunicorn_response = getattr(start_response, "__self__", None)
         sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")

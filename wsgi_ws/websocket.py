@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from . import metrics
 from .compression import negotiate
 from .exceptions import ConnectionClosed
 from .handshake import HandshakeRequest, accept_response
@@ -106,8 +107,9 @@ class WebSocket:
         self.ping_sent_at: float | None = None
         #: True while a keep-alive action for this connection is under way.
         self.keep_alive_busy = False
-        #: Messages and bytes each way, for logs.
+        #: Messages and bytes each way, for logs and metrics.
         self.messages_received = self.messages_sent = 0
+        self.bytes_received = self.bytes_sent = 0
 
     # Request facts.
 
@@ -202,7 +204,14 @@ class WebSocket:
         self.last_received = time.monotonic()
         if self._monitor is not None:
             self._monitor.add(self)
-        log.debug("accepted WebSocket %s from %s", self.path, self.peer)
+        metrics.opened(self)
+        log.info(
+            "ws.accept path=%s peer=%s subprotocol=%s compression=%s",
+            self.path,
+            self.peer,
+            subprotocol or "-",
+            "permessage-deflate" if negotiated else "-",
+        )
         if self._buffered:
             data, self._buffered = self._buffered, b""
             with self._lock:
@@ -371,6 +380,7 @@ class WebSocket:
             elif deadline is not None:
                 sock.settimeout(max(deadline - time.monotonic(), 0.0))
             data = sock.recv(self._read_size)
+            self.bytes_received += len(data)
         except (BlockingIOError, ssl.SSLWantReadError):  # a read-ahead found nothing to read (TLS says so its own way)
             return
         except TimeoutError:
@@ -480,6 +490,7 @@ class WebSocket:
     def _send_all(self, data: bytes) -> None:
         """Write all of ``data``: ``send`` in a loop (gevent's ``sendall`` asks ``getsockopt`` on every call)."""
         send = self._sock.send
+        self.bytes_sent += len(data)
         sent = send(data)
         if sent < len(data):
             view = memoryview(data)
@@ -514,7 +525,8 @@ class WebSocket:
             if self.last_received >= sent:
                 return
             log.warning(
-                "WebSocket %s from %s: no pong or data within %.1f s of a keep-alive ping; the client stopped answering, closing with 1011",
+                "ws.timeout path=%s peer=%s: no pong or data within %.1f s of a keep-alive ping; the client stopped answering, "
+                "closing with 1011",
                 self.path,
                 self.peer,
                 timeout,
@@ -578,7 +590,7 @@ class WebSocket:
         try:
             self._wait_for(session, lambda: False, time.monotonic() + timeout)
         except TimeoutError:
-            log.info("WebSocket %s from %s: no close frame within %.1f s; closing TCP", self.path, self.peer, timeout)
+            log.info("ws.timeout path=%s peer=%s: no close frame within %.1f s; closing TCP", self.path, self.peer, timeout)
             self._cut()
             with self._lock:
                 session.receive_eof()
@@ -625,8 +637,9 @@ class WebSocket:
                     callback()
                 except Exception:
                     log.exception("WebSocket %s: a finish callback failed", self.path)
+            metrics.closed(self)
             log.info(
-                "WebSocket %s from %s closed: code %s %r after %.1f s, %d messages in, %d out",
+                "ws.close path=%s peer=%s code=%s reason=%r duration=%.1fs messages_in=%d messages_out=%d bytes_in=%d bytes_out=%d",
                 self.path,
                 self.peer,
                 self.close_code,
@@ -634,6 +647,8 @@ class WebSocket:
                 time.monotonic() - self._started,
                 self.messages_received,
                 self.messages_sent,
+                self.bytes_received,
+                self.bytes_sent,
             )
 
     def _teardown(self) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import gevent
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
+from . import metrics
 from .glue import ENVIRON_KEY, HTTPErrorApp, prepare
 from .monitor import ConnectionMonitor
 from .options import current_options
@@ -145,7 +146,8 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
         """Run the app for one request; for a WebSocket request, own the connection until it closes."""
         environ = self.environ
         if self._over_capacity:
-            log.warning("refusing %s %s with 503: worker_connections (%s) reached", environ.get("REQUEST_METHOD"), self.path, _state.limit)
+            metrics.refused()
+            log.warning("ws.refuse path=%s status=503 reason=worker_connections (%s) reached", self.path, _state.limit)
             self.application = HTTPErrorApp(503, f"server at capacity ({_state.limit} connections); retry later", (("Retry-After", "1"),))
             self.close_connection = True
             super().run_application()
@@ -156,7 +158,8 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
             super().run_application()
             return
         if isinstance(prepared, HTTPErrorApp):  # a refused handshake: answer it as plain HTTP
-            log.info("refused WebSocket upgrade for %s from %s: %s", self.path, self.client_address[0], prepared.reason)
+            metrics.refused()
+            log.info("ws.refuse path=%s peer=%s status=%s reason=%s", self.path, self.client_address[0], prepared.status, prepared.reason)
             self.application = prepared
             self.close_connection = True
             super().run_application()
