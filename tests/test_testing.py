@@ -1,0 +1,31 @@
+"""wsgi_ws.testing, as a user of the library would use it: without the project's gunicorn.conf.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from tests.constants import TIMEOUT
+from wsgi_ws.testing import TestServer, serve
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_serve_runs_an_app_with_the_websocket_worker_and_connects() -> None:
+    with serve("tests.apps.gws_style:app", cwd=ROOT, env={"PYTHONPATH": str(ROOT)}) as server:
+        assert isinstance(server, TestServer)
+        with server.connect("/anything") as ws:
+            ws.send("hi")
+            assert ws.recv(timeout=TIMEOUT) == "hi"
+        assert "wsgi_ws.worker.WebSocketWorker" in server.log()
+    assert server.process.returncode is not None
+
+
+def test_serve_passes_options_through_the_environment() -> None:
+    env = {"PYTHONPATH": str(ROOT), "WS_ALLOWED_ORIGINS": "https://only.example"}
+    with serve("app:app", cwd=ROOT, env=env) as server:
+        with pytest.raises(InvalidStatus) as caught:
+            server.connect("/ws", origin="https://other.example")
+        assert caught.value.response.status_code == 403
