@@ -168,3 +168,17 @@ def test_unsupported_server_refuses_clearly_instead_of_hanging() -> None:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.mark.parametrize("worker", ["wsgi_ws.worker.WebSocketWorker", "gthread"])
+def test_plain_wsgi_app_with_the_middleware(worker: str) -> None:
+    server = GunicornServer("tests.apps.plain_wsgi:app", args=("-k", worker, "--threads", "4"))
+    try:
+        with connect(f"{server.url}/any/path", subprotocols=["plain.v1"], open_timeout=TIMEOUT) as ws:  # type: ignore[list-item]
+            assert ws.subprotocol == "plain.v1"
+            ws.send("no flask here")
+            assert ws.recv(timeout=TIMEOUT) == "no flask here"
+        with urllib.request.urlopen(f"{server.http_url}/", timeout=TIMEOUT) as response:
+            assert response.read() == b"plain WSGI page\n"
+    finally:
+        server.stop()

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
 from . import metrics
-from .glue import ENVIRON_KEY, HTTPErrorApp, prepare
+from .glue import ENVIRON_KEY, HTTPErrorApp, origin_policy, prepare
 from .monitor import ConnectionMonitor
 from .options import WebSocketOptions, current_options
 from .websocket import WebSocket
@@ -75,7 +75,13 @@ class WebSocketMiddleware:
 
     def __call__(self, environ: MutableMapping[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Serve one request."""
-        if environ.get(ENVIRON_KEY) is not None:  # our gunicorn worker prepared it already
+        prepared_ws = environ.get(ENVIRON_KEY)
+        if prepared_ws is not None:  # our gunicorn worker prepared it already: apply our own options, if any
+            if self._options is not None:
+                if not origin_policy(self._options).allows(environ.get("HTTP_ORIGIN")):
+                    metrics.refused()
+                    return HTTPErrorApp(403, f"origin {environ.get('HTTP_ORIGIN')!r} is not allowed")(environ, start_response)
+                prepared_ws.reconfigure(self._options)
             return self.app(environ, start_response)
         options = self.options
         prepared = prepare(environ, options)

@@ -175,6 +175,12 @@ class WebSocket:
 
     # Opening.
 
+    def reconfigure(self, options: WebSocketOptions) -> None:
+        """Use these options for this connection instead (only before accept; a middleware's own options)."""
+        if self._state is not _PENDING:
+            raise RuntimeError("options can only change before the WebSocket is accepted")
+        self._options = options
+
     def accept(self, subprotocol: str | None = None, headers: tuple[tuple[str, str], ...] = ()) -> None:
         """Send the ``101 Switching Protocols`` response; from now on only WebSocket frames flow.
 
