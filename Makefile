@@ -34,8 +34,8 @@ run: install
 	$(BIN)/gunicorn -c gunicorn.conf.py app:app
 
 lint: install-test
-	$(BIN)/ruff check wsgi_ws tests bench app.py gunicorn.conf.py
-	$(BIN)/ruff format --check wsgi_ws tests bench app.py gunicorn.conf.py
+	$(BIN)/ruff check wsgi_ws tests bench fuzz app.py gunicorn.conf.py
+	$(BIN)/ruff format --check wsgi_ws tests bench fuzz app.py gunicorn.conf.py
 	$(BIN)/mypy
 
 test: lint
