@@ -74,7 +74,7 @@ def test_groups_are_separate(test_app_server: GunicornServer) -> None:
 
 def test_slow_consumer_is_closed_with_1013_and_the_others_keep_pace(start_server: ServerFactory) -> None:
     server = start_server(ROUTES, WS_HUB_QUEUE_LIMIT="1000")
-    count, size = 20000, 1024
+    count, size = 5000, 4096
     with ExitStack() as stack:
         reader, _ = join(stack, server, "flood")
         sleeper, _ = join(stack, server, "flood")  # never reads
@@ -88,7 +88,7 @@ def test_slow_consumer_is_closed_with_1013_and_the_others_keep_pace(start_server
 
         thread = threading.Thread(target=read_all)
         thread.start()
-        reader.send(f"flood {count} {size}")
+        reader.send(f"flood {count} {size} 2000")  # 8 MB/s: the reader keeps up even on a busy machine
         thread.join(6 * TIMEOUT)
         assert received == [f"{n:08d}".encode() for n in range(count)]
         with pytest.raises(ConnectionClosed):  # the sleeper finds its connection ended once it looks

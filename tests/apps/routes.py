@@ -191,15 +191,17 @@ def mixed_compression(ws: WebSocket) -> None:
 
 @sockets.route("/hub/<group>")
 def hub_member(ws: WebSocket, group: str) -> None:
-    """Join ``group``, say which worker serves us, then publish whatever the client sends ("flood N SIZE" floods)."""
+    """Join ``group``, say which worker serves us, then publish what the client sends ("flood N SIZE RATE" floods)."""
     hub = current_hub()
     hub.join(ws, group)
     ws.send(json.dumps({"pid": os.getpid()}))
     for message in ws:
         if isinstance(message, str) and message.startswith("flood "):
-            _, count, size = message.split()
+            _, count, size, rate = message.split()
             for number in range(int(count)):
                 hub.publish(group, f"{number:08d}".encode() + b"x" * (int(size) - 8))
+                if number % 50 == 49:
+                    time.sleep(50 / float(rate))  # a steady publisher, slower than any healthy reader
         else:
             hub.publish(group, message)
 
