@@ -20,13 +20,13 @@ from collections.abc import Callable
 from websockets.exceptions import InvalidState
 from websockets.exceptions import ProtocolError as _WebsocketsProtocolError
 from websockets.extensions import Extension
-from websockets.frames import Close, CloseCode, Frame, Opcode
-from websockets.protocol import SEND_EOF, Protocol, Side, State
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.protocol import Protocol, Side, State
 
 from .exceptions import ConnectionClosed
 from .splitter import FrameSplitter
 
-__all__ = ["SEND_EOF", "CloseCode", "Session"]
+__all__ = ["CloseCode", "Session"]
 
 Message = str | bytes
 
@@ -82,7 +82,7 @@ class Session:
         self.messages: deque[Message] = deque()
         #: True once nothing more will be received: a close frame arrived, the peer vanished, or we failed.
         self.receive_done = False
-        #: Pong frames received so far (keep-alive watches this).
+        #: Pong frames received so far (for inspection; keep-alive counts any received byte as an answer).
         self.pongs_received = 0
         self._fragments: list[bytes] = []
         self._text_parts: list[str] = []
@@ -156,7 +156,7 @@ class Session:
         elif opcode is _TEXT:
             if frame.fin:
                 try:
-                    self.messages.append(bytes(data).decode("utf-8") if type(data) is not bytes else data.decode("utf-8"))
+                    self.messages.append(bytes(data).decode("utf-8"))  # bytes(b) is b itself: no copy
                 except UnicodeDecodeError as exc:
                     self._fail_utf8(exc)
             else:
@@ -257,13 +257,10 @@ class Session:
             else:
                 self._out += (header, payload)
             return
-        try:
-            if text:
-                protocol.send_text(payload)
-            else:
-                protocol.send_binary(payload)
-        finally:
-            protocol.extensions = extensions
+        if text:  # compressed: websockets' extension does it
+            protocol.send_text(payload)
+        else:
+            protocol.send_binary(payload)
 
     @property
     def compressed(self) -> bool:
@@ -297,9 +294,13 @@ class Session:
         self._protocol.fail(code, reason)
         self.receive_done = True
 
+    def _held_releasable(self) -> bool:
+        """Held closing frames may go once the messages before them are read."""
+        return bool(self._held) and not self.messages and not self.chunks
+
     def has_output(self) -> bool:
         """True when :meth:`data_to_send` has something to return (cheap, for the hot path)."""
-        return bool(self._out or self._protocol.writes or self._replies or (self._held and not self.messages and not self.chunks))
+        return bool(self._out or self._protocol.writes or self._replies or self._held_releasable())
 
     def data_to_send(self) -> list[bytes]:
         """Bytes to write to the network, in order; a final ``b""`` asks to half-close TCP."""
@@ -314,7 +315,7 @@ class Session:
         if self._replies:
             out = self._replies + out
             self._replies = []
-        if self._held and not self.messages and not self.chunks:
+        if self._held_releasable():
             out += self._held
             self._held = []
         return out
@@ -325,11 +326,6 @@ class Session:
     def is_open(self) -> bool:
         """True while messages may still be sent (no close frame sent yet)."""
         return self._protocol.state is _OPEN or bool(self._held)
-
-    @property
-    def close_sent(self) -> Close | None:
-        """The close frame sent, if any."""
-        return self._protocol.close_sent
 
     @property
     def close_code(self) -> int | None:
