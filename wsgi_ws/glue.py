@@ -1,21 +1,28 @@
-"""Server-independent WSGI glue: recognise an upgrade request, refuse a bad one, or make its WebSocket.
+"""Server-independent WSGI glue: recognise an upgrade request, refuse a bad one, or run the app with its WebSocket.
 
-Every server integration (the gunicorn worker, later others) calls :func:`prepare` for each request and
-then either runs the refusal app it returns or puts the WebSocket into ``environ["wsgi.websocket"]``.
+Every server integration (the gunicorn worker, the middleware) calls :func:`prepare` for each request, then either
+runs the refusal app it returns or makes the WebSocket and calls :func:`run_app`.
 """
 
 from __future__ import annotations
 
 import http
+import logging
 from collections.abc import Callable, Iterable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import metrics
 from .exceptions import HandshakeError
 from .handshake import HandshakeRequest, is_upgrade_request, validate_request
 from .options import WebSocketOptions
 from .origins import OriginPolicy
 
-__all__ = ["ENVIRON_KEY", "HTTPErrorApp", "origin_policy", "prepare"]
+if TYPE_CHECKING:
+    from .websocket import WebSocket
+
+__all__ = ["ENVIRON_KEY", "HTTPErrorApp", "origin_policy", "prepare", "refuse", "run_app"]
+
+log = logging.getLogger("wsgi_ws")
 
 #: The environ key under which the WebSocket is handed to the application (gevent-websocket's key).
 ENVIRON_KEY = "wsgi.websocket"
@@ -41,7 +48,45 @@ def prepare(environ: MutableMapping[str, Any], options: WebSocketOptions) -> Han
     try:
         return validate_request(environ, origin_policy(options))
     except HandshakeError as error:
-        return HTTPErrorApp(error.status, error.reason, error.headers)
+        return refuse(environ, error.status, error.reason, error.headers)
+
+
+def refuse(
+    environ: MutableMapping[str, Any], status: int, reason: str, headers: tuple[tuple[str, str], ...] = (), level: int = logging.INFO
+) -> HTTPErrorApp:
+    """Count and log a refused request (``ws.refuse``); returns the app that answers it."""
+    metrics.refused()
+    log.log(level, "ws.refuse path=%s peer=%s status=%s reason=%s", environ.get("PATH_INFO"), environ.get("REMOTE_ADDR"), status, reason)
+    return HTTPErrorApp(status, reason, headers)
+
+
+def run_app(
+    app: Callable[..., Iterable[bytes]], environ: MutableMapping[str, Any], start_response: StartResponse, ws: WebSocket
+) -> Iterable[bytes] | None:
+    """Run ``app`` with ``ws`` in the environ; its HTTP answer if it never accepted, else None once the connection ended.
+
+    An error before accept propagates (the server answers 500); after accept it is logged and closes with 1011.
+    """
+    environ[ENVIRON_KEY] = ws
+    environ["wsgi.websocket_version"] = "13"
+    try:
+        result = app(environ, start_response)
+    except Exception as error:
+        if not ws.accepted:
+            raise
+        ws.finish(error)
+        return None
+    except BaseException:  # worker shutdown: GreenletExit, SystemExit
+        if ws.accepted:
+            ws.finish()
+        raise
+    if not ws.accepted:
+        return result  # an ordinary HTTP answer (403, 404, ...)
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
+    ws.finish()
+    return None
 
 
 class HTTPErrorApp:

@@ -19,8 +19,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
-from . import metrics
-from .glue import ENVIRON_KEY, HTTPErrorApp, origin_policy, prepare
+from .glue import ENVIRON_KEY, HTTPErrorApp, origin_policy, prepare, refuse, run_app
 from .monitor import ConnectionMonitor
 from .options import WebSocketOptions, current_options
 from .websocket import WebSocket
@@ -79,18 +78,15 @@ class WebSocketMiddleware:
         if prepared_ws is not None:  # our gunicorn worker prepared it already: apply our own options, if any
             if self._options is not None:
                 if not origin_policy(self._options).allows(environ.get("HTTP_ORIGIN")):
-                    metrics.refused()
-                    return HTTPErrorApp(403, f"origin {environ.get('HTTP_ORIGIN')!r} is not allowed")(environ, start_response)
+                    refused = refuse(environ, 403, f"origin {environ.get('HTTP_ORIGIN')!r} is not allowed")
+                    return refused(environ, start_response)
                 prepared_ws.reconfigure(self._options)
             return self.app(environ, start_response)
         options = self.options
         prepared = prepare(environ, options)
         if prepared is None:
             return self.app(environ, start_response)
-        if isinstance(prepared, HTTPErrorApp):
-            metrics.refused()
-            peer = environ.get("REMOTE_ADDR")
-            log.info("ws.refuse path=%s peer=%s status=%s reason=%s", environ.get("PATH_INFO"), peer, prepared.status, prepared.reason)
+        if isinstance(prepared, HTTPErrorApp):  # counted and logged already
             return prepared(environ, start_response)
         gunicorn_response = getattr(start_response, "__self__", None)
         sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
@@ -98,21 +94,9 @@ class WebSocketMiddleware:
             log.error("WebSocket request for %s refused: %s", environ.get("PATH_INFO"), UNSUPPORTED)
             return HTTPErrorApp(500, UNSUPPORTED)(environ, start_response)
         ws = WebSocket(sock, environ, prepared, options, monitor=self._connection_monitor(options), close_socket=False)
-        environ[ENVIRON_KEY] = ws
-        environ["wsgi.websocket_version"] = "13"
-        try:
-            result = self.app(environ, start_response)
-        except Exception as error:
-            if not ws.accepted:
-                raise
-            ws.finish(error)
-            return self._leave_connection(environ, gunicorn_response)
-        if not ws.accepted:
+        result = run_app(self.app, environ, start_response, ws)
+        if result is not None:
             return result  # an ordinary HTTP answer (403, 404, ...)
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
-        ws.finish()
         return self._leave_connection(environ, gunicorn_response)
 
     @staticmethod

@@ -17,8 +17,7 @@ from typing import Any
 import gevent
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
-from . import metrics
-from .glue import ENVIRON_KEY, HTTPErrorApp, prepare
+from .glue import HTTPErrorApp, prepare, refuse, run_app
 from .monitor import ConnectionMonitor
 from .options import current_options
 from .protocol import CloseCode
@@ -99,6 +98,7 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
     rfile: Any
     wsgi_input: Any
     response_headers: Any
+    result: Any
 
     def handle(self) -> None:
         """Serve one connection; beyond the worker's connection limit, answer its request with 503."""
@@ -146,9 +146,8 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
         """Run the app for one request; for a WebSocket request, own the connection until it closes."""
         environ = self.environ
         if self._over_capacity:
-            metrics.refused()
-            log.warning("ws.refuse path=%s status=503 reason=worker_connections (%s) reached", self.path, _state.limit)
-            self.application = HTTPErrorApp(503, f"server at capacity ({_state.limit} connections); retry later", (("Retry-After", "1"),))
+            reason = f"server at capacity: worker_connections ({_state.limit}) reached; retry later"
+            self.application = refuse(environ, 503, reason, (("Retry-After", "1"),), logging.WARNING)
             self.close_connection = True
             super().run_application()
             return
@@ -157,9 +156,7 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
         if prepared is None:
             super().run_application()
             return
-        if isinstance(prepared, HTTPErrorApp):  # a refused handshake: answer it as plain HTTP
-            metrics.refused()
-            log.info("ws.refuse path=%s peer=%s status=%s reason=%s", self.path, self.client_address[0], prepared.status, prepared.reason)
+        if isinstance(prepared, HTTPErrorApp):  # a refused handshake (counted and logged): answer it as plain HTTP
             self.application = prepared
             self.close_connection = True
             super().run_application()
@@ -174,32 +171,23 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
             monitor=_state.monitor,
             on_accept=self._release_http_buffers,
         )
-        environ[ENVIRON_KEY] = ws
-        environ["wsgi.websocket_version"] = "13"
         try:
-            result: Any = self.application(environ, self.start_response)
-        except Exception as error:
-            if not ws.accepted:
-                raise  # still plain HTTP: pywsgi logs it and answers 500
-            ws.finish(error)
+            result = run_app(self.application, environ, self.start_response, ws)
+        except BaseException:
+            if ws.accepted:
+                self._after_websocket()
+            raise  # before accept it is still plain HTTP: pywsgi logs it and answers 500
+        if result is None:  # the connection was a WebSocket and has ended
             self._after_websocket()
             return
-        except BaseException:  # worker shutdown: GreenletExit, SystemExit
-            if ws.accepted:
-                ws.finish()
-                self._after_websocket()
-            raise
-        if not ws.accepted:  # the app answered with HTTP (403, 404, ...): send exactly that
-            self.result = result
-            try:
-                self.process_result()
-            finally:
-                self._close_result(result)
-                self.result = None
-            return
-        self._close_result(result)
-        ws.finish()
-        self._after_websocket()
+        self.result = result  # the app answered with HTTP (403, 404, ...): send exactly that
+        try:
+            self.process_result()
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+            self.result = None
 
     def _release_http_buffers(self) -> None:
         """Once upgraded the connection never reads HTTP again: drop the 8 KiB buffered reader pywsgi keeps for it."""
@@ -213,12 +201,6 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
         self.code = 101
         if self.response_headers is None:  # the app never called start_response (gevent-websocket style)
             self.response_headers = []  # gunicorn's access log iterates them
-
-    @staticmethod
-    def _close_result(result: Any) -> None:
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
 
 
 class WebSocketWorker(GeventPyWSGIWorker):  # type: ignore[misc]  # gunicorn is untyped
