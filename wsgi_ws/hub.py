@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import threading
 import time
 from collections import deque
@@ -34,6 +33,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .exceptions import ConnectionClosed
+from .monitor import spawn_background
 from .options import WebSocketOptions, current_options
 from .protocol import CloseCode, Message
 from .websocket import WebSocket
@@ -289,22 +289,8 @@ def current_hub() -> Hub:
     if _hub is None:
         with _hub_lock:
             if _hub is None:
-                _hub = make_hub(current_options(), _spawn_daemon)
+                _hub = make_hub(current_options(), spawn_background)
     return _hub
-
-
-def _spawn_daemon(function: Callable[..., Any], *args: Any) -> object:
-    """Run ``function`` in a greenlet under gevent (cheap), in a daemon thread otherwise."""
-    if "gevent" in sys.modules:
-        from gevent import monkey
-
-        if monkey.is_module_patched("threading"):
-            import gevent
-
-            return gevent.spawn(function, *args)
-    thread = threading.Thread(target=function, args=args, daemon=True)
-    thread.start()
-    return thread
 
 
 def publish(url: str, group: str, message: Message | bytearray | memoryview) -> None:

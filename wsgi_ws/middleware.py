@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any
 
 from .glue import ENVIRON_KEY, HTTPErrorApp, origin_policy, prepare, refuse, run_app
-from .monitor import ConnectionMonitor
+from .monitor import ConnectionMonitor, spawn_background
 from .options import WebSocketOptions, current_options
 from .websocket import WebSocket
 
@@ -35,12 +35,6 @@ UNSUPPORTED = (
     "this server gives WSGI apps no access to the connection's socket, so it cannot serve WebSockets; run under "
     "gunicorn with worker_class 'wsgi_ws.worker.WebSocketWorker' (or 'gthread'), or under 'flask run'"
 )
-
-
-def _spawn_thread(function: Callable[..., Any], *args: Any) -> threading.Thread:
-    thread = threading.Thread(target=function, args=args, daemon=True)
-    thread.start()
-    return thread
 
 
 class _ConnectionDropped(ConnectionError):
@@ -69,7 +63,7 @@ class WebSocketMiddleware:
     def _connection_monitor(self, options: WebSocketOptions) -> ConnectionMonitor:
         with self._lock:
             if self._monitor is None:
-                self._monitor = ConnectionMonitor(options.keep_alive_interval, options.keep_alive_timeout, _spawn_thread)
+                self._monitor = ConnectionMonitor(options.keep_alive_interval, options.keep_alive_timeout, spawn_background)
             return self._monitor
 
     def __call__(self, environ: MutableMapping[str, Any], start_response: StartResponse) -> Iterable[bytes]:

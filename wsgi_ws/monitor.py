@@ -10,6 +10,8 @@ block is done in a short-lived greenlet, so one stuck client never delays the ot
 from __future__ import annotations
 
 import logging
+import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .websocket import WebSocket
 
-__all__ = ["ConnectionMonitor"]
+__all__ = ["ConnectionMonitor", "spawn_background"]
 
 log = logging.getLogger("wsgi_ws")
 
@@ -92,3 +94,17 @@ class ConnectionMonitor:
         for ws in connections:
             self._spawn(ws.close_quietly, code, reason)
         return len(connections)
+
+
+def spawn_background(function: Callable[..., Any], *args: Any) -> object:
+    """Run ``function(*args)`` in the background: a greenlet under gevent (cheap), a daemon thread otherwise."""
+    if "gevent" in sys.modules:
+        from gevent import monkey
+
+        if monkey.is_module_patched("threading"):
+            import gevent
+
+            return gevent.spawn(function, *args)
+    thread = threading.Thread(target=function, args=args, daemon=True)
+    thread.start()
+    return thread
