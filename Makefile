@@ -12,8 +12,9 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements.txt
 
+# The tests include the benchmark's smoke run (tests/test_bench_smoke.py), so they need its load generator and peers.
 install-test: install install-system
-	$(BIN)/pip install --quiet -r requirements-test.txt
+	$(BIN)/pip install --quiet -r requirements-test.txt -r requirements-bench.txt
 
 # Browser, proxy, TLS and hub tests drive Debian's chromium, nginx, openssl and redis-server. As root (CI) they are
 # installed here; otherwise those tests are skipped with a note (and the browser and nginx ones fail under CI=true).
