@@ -109,6 +109,24 @@ def test_gevent_websocket_style_app_runs_unchanged(start_server: ServerFactory) 
     assert "Traceback" not in log and "failed with" not in log
 
 
+def test_access_log_still_sees_request_headers_after_the_upgrade() -> None:
+    # Once upgraded the worker drops pywsgi's parsed headers (memory per idle connection) for a view of the environ.
+    server = GunicornServer(args=("--access-logformat", "%(r)s %(s)s ua=%({user-agent}i)s tag=%({x-trace-tag}i)s"))
+    try:
+        with connect(
+            f"{server.url}/ws", open_timeout=TIMEOUT, user_agent_header="probe/1.0", additional_headers={"X-Trace-Tag": "t-42"}
+        ) as ws:
+            ws.send("hi")
+            assert ws.recv(timeout=TIMEOUT) == "hi"
+        with connect(f"{server.url}/ws", open_timeout=TIMEOUT) as ws:  # the access log line of the first is written
+            ws.send("sync")
+            assert ws.recv(timeout=TIMEOUT) == "sync"
+        log = server.log()
+        assert "GET /ws HTTP/1.1 101 ua=probe/1.0 tag=t-42" in log, log
+    finally:
+        server.stop()
+
+
 def test_many_clients_closing_at_once_all_get_their_close(echo_server: GunicornServer) -> None:
     results: list[int | None] = []
     lock = threading.Lock()

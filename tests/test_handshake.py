@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from wsgi_ws.exceptions import HandshakeError
+from wsgi_ws.glue import inline_callable
 from wsgi_ws.handshake import accept_response, is_upgrade_request, validate_request
 from wsgi_ws.origins import OriginPolicy
 
@@ -81,3 +82,20 @@ def test_accept_response_bytes() -> None:
 def test_accept_response_refuses_header_injection() -> None:
     with pytest.raises(ValueError):
         accept_response("dGhlIHNhbXBsZSBub25jZQ==", None, (("X-A", "1\r\nSet-Cookie: x"),))
+
+
+def test_inline_callable_calls_an_instance_through_its_bound_call() -> None:
+    class App:
+        def __call__(self, environ: dict[str, str], start_response: object) -> list[bytes]:
+            return [environ["x"].encode()]
+
+    app = App()
+    call = inline_callable(app)
+    assert call.__self__ is app and call.__func__ is App.__call__  # type: ignore[attr-defined]
+    assert call({"x": "y"}, None) == [b"y"]
+
+    def plain(environ: dict[str, str], start_response: object) -> list[bytes]:
+        return []
+
+    assert inline_callable(plain) is plain
+    assert inline_callable(print) is print  # a builtin is called as it is

@@ -244,3 +244,10 @@ def test_send_to_vanished_peer_raises_connection_closed(pair: Callable[..., tupl
         for _ in range(1000):
             ws.send(b"x" * 65536)
     assert caught.value.close_code == 1006
+
+
+def test_a_websocket_has_no_instance_dict(pair: Callable[..., tuple[WebSocket, Peer, CountingSocket]]) -> None:
+    ws, _, _ = pair()
+    assert not hasattr(ws, "__dict__")  # __slots__: a dict with this many attributes costs ~1.5 KB per connection
+    with pytest.raises(AttributeError):
+        ws.no_such_attribute = 1  # type: ignore[attr-defined]

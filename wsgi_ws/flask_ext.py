@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from .glue import ENVIRON_KEY, HTTPErrorApp
+from .glue import ENVIRON_KEY, HTTPErrorApp, inline_callable
 from .middleware import WebSocketMiddleware
 from .options import CONFIG_PREFIX, WebSocketOptions, configure, current_options
 from .websocket import WebSocket
@@ -43,8 +43,8 @@ class WebSockets:
         self.app = app
         app.extensions["wsgi_ws"] = self
         # On servers other than our gunicorn worker (gthread, flask run) the middleware takes over the connection;
-        # under the worker it steps aside.
-        app.wsgi_app = WebSocketMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+        # under the worker it steps aside. Installed as a bound method: Flask calls it without a new C frame.
+        app.wsgi_app = inline_callable(WebSocketMiddleware(app.wsgi_app))  # type: ignore[method-assign]
         settings = {key: value for key, value in app.config.items() if key.startswith(CONFIG_PREFIX)}
         if settings:
             configure(current_options().merged(settings, CONFIG_PREFIX))

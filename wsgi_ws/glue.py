@@ -7,7 +7,9 @@ runs the refusal app it returns or makes the WebSocket and calls :func:`run_app`
 from __future__ import annotations
 
 import http
+import inspect
 import logging
+import types
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +22,7 @@ from .origins import OriginPolicy
 if TYPE_CHECKING:
     from .websocket import WebSocket
 
-__all__ = ["ENVIRON_KEY", "HTTPErrorApp", "origin_policy", "prepare", "refuse", "run_app"]
+__all__ = ["ENVIRON_KEY", "HTTPErrorApp", "inline_callable", "origin_policy", "prepare", "refuse", "run_app"]
 
 log = logging.getLogger("wsgi_ws")
 
@@ -60,6 +62,19 @@ def refuse(
     return HTTPErrorApp(status, reason, headers)
 
 
+def inline_callable(app: Callable[..., Any]) -> Callable[..., Any]:
+    """``app``, or for an instance of a Python class its bound ``__call__``: the same call, with less C stack.
+
+    CPython 3.11 runs a Python function or bound method in the caller's C frame, but calling an instance goes
+    through its type's call slot and a new C frame (about 0.8 KB). A handler idle in ``receive()`` keeps every C
+    frame under it in its greenlet's saved stack, so each one avoided is memory saved per idle connection.
+    """
+    call = inspect.getattr_static(type(app), "__call__", None)
+    if isinstance(call, types.FunctionType):
+        return types.MethodType(call, app)
+    return app
+
+
 def run_app(
     app: Callable[..., Iterable[bytes]], environ: MutableMapping[str, Any], start_response: StartResponse, ws: WebSocket
 ) -> Iterable[bytes] | None:
@@ -70,7 +85,7 @@ def run_app(
     environ[ENVIRON_KEY] = ws
     environ["wsgi.websocket_version"] = "13"
     try:
-        result = app(environ, start_response)
+        result: Iterable[bytes] = inline_callable(app)(environ, start_response)
     except Exception as error:
         if not ws.accepted:
             raise

@@ -53,6 +53,26 @@ class _NoHTTPInput:
 _NO_HTTP_INPUT = _NoHTTPInput()
 
 
+class _HeadersFromEnviron:
+    """Stands in for pywsgi's parsed request headers after an upgrade: read back from the environ's ``HTTP_*`` keys.
+
+    The parsed ``email.message`` object costs about 1.5 KB per connection for as long as the WebSocket stays open;
+    after the upgrade only pywsgi's ``start_response`` checks and gunicorn's access log look at the headers.
+    """
+
+    def __init__(self, environ: dict[str, Any]) -> None:
+        self._environ = environ
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """One header's value, by case-insensitive name."""
+        value: str | None = self._environ.get("HTTP_" + name.upper().replace("-", "_"), default)
+        return value
+
+    def items(self) -> list[tuple[str, str]]:
+        """Every request header as ``(Name, value)`` (for the access log's ``%({header}i)s`` atoms)."""
+        return [(key[5:].replace("_", "-").title(), value) for key, value in self._environ.items() if key.startswith("HTTP_")]
+
+
 class _ProcessState:
     """What the connections of one worker process share."""
 
@@ -96,6 +116,7 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
     _head_timer: gevent.Timeout | None = None
     _over_capacity = False
     rfile: Any
+    headers: Any
     wsgi_input: Any
     response_headers: Any
     result: Any
@@ -190,7 +211,8 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
             self.result = None
 
     def _release_http_buffers(self) -> None:
-        """Once upgraded the connection never reads HTTP again: drop the 8 KiB buffered reader pywsgi keeps for it."""
+        """Once upgraded the connection never reads HTTP again: drop pywsgi's 8 KiB reader and its parsed headers."""
+        self.headers = _HeadersFromEnviron(self.environ)
         self.rfile = _NO_HTTP_INPUT
         self.wsgi_input = _NO_HTTP_INPUT
         self.environ["wsgi.input"] = _NO_HTTP_INPUT
