@@ -11,11 +11,12 @@ WebSocket, and close 1001 for every open WebSocket when the worker stops or relo
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from io import BufferedReader
 from typing import Any
 
 import gevent
-from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
+from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler, PyWSGIServer
 
 from .glue import HTTPErrorApp, prepare, refuse, run_app
 from .monitor import ConnectionMonitor
@@ -23,7 +24,7 @@ from .options import current_options
 from .protocol import CloseCode
 from .websocket import WebSocket
 
-__all__ = ["WebSocketHandler", "WebSocketWorker", "open_websockets"]
+__all__ = ["WebSocketHandler", "WebSocketServer", "WebSocketWorker", "open_websockets"]
 
 log = logging.getLogger("wsgi_ws")
 
@@ -225,9 +226,36 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
             self.response_headers = []  # gunicorn's access log iterates them
 
 
+def _serve_connection(handle: Callable[[Any, Any], object], close: Callable[[Any, Any], object], sock: Any, address: Any) -> None:
+    try:
+        handle(sock, address)
+    finally:
+        close(sock, address)
+
+
+class WebSocketServer(PyWSGIServer):  # type: ignore[misc]  # gunicorn is untyped
+    """gunicorn's pywsgi server, starting each connection's greenlet with one C stack frame less.
+
+    gevent starts it with ``handle(*args)``, a call CPython 3.11 makes through a new C frame, which an idle
+    WebSocket's greenlet then keeps in its saved stack (about 0.7 KB per connection); a plain call does not.
+    """
+
+    def do_handle(self, *args: Any) -> None:
+        """Serve one accepted connection ``(socket, address)`` in a greenlet of the pool."""
+        if self._spawn is None or len(args) != 2:
+            super().do_handle(*args)
+            return
+        try:
+            self._spawn(_serve_connection, self._handle, self.do_close, *args)
+        except BaseException:
+            self.do_close(*args)
+            raise
+
+
 class WebSocketWorker(GeventPyWSGIWorker):  # type: ignore[misc]  # gunicorn is untyped
     """gunicorn worker class: gevent pywsgi with WebSocket support (``wsgi_ws.worker.WebSocketWorker``)."""
 
+    server_class = WebSocketServer
     wsgi_handler = WebSocketHandler
     worker_connections: int
 
