@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tests.constants import TIMEOUT
 from tests.server import GunicornServer
-from tests.wsclient import OP_BINARY, OP_CLOSE, OP_CONT, OP_TEXT, RawClient, encode_frame
+from tests.wsclient import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawClient, encode_frame
 from wsgi_ws.exceptions import HandshakeError
 from wsgi_ws.handshake import validate_request
 from wsgi_ws.origins import OriginPolicy
@@ -85,6 +85,59 @@ def test_arbitrary_bytes_never_crash_the_protocol_layer(garbage: bytes, streamin
         assert session.close_code in VALID_CLOSE_CODES | {1005, 1006}
     for chunk in out:
         assert isinstance(chunk, bytes)
+
+
+class CarefulSession(Session):
+    """A session whose fast path for simple frames is off: every byte goes through the splitter and the parser."""
+
+    def _simple_frame_limit(self) -> int:
+        return 0
+
+
+any_frame = st.builds(
+    encode_frame,
+    st.sampled_from([OP_TEXT] * 4 + [OP_BINARY] * 4 + [OP_CONT, OP_CLOSE, OP_PING, OP_PONG, 3, 11]),
+    st.one_of(
+        st.text(max_size=40).map(str.encode),
+        st.binary(max_size=40),
+        st.binary(min_size=100, max_size=300),
+        st.sampled_from([b"0123456789", b"0123456789a"]),  # at the size limits below, or one byte over
+        st.sampled_from([b"\xff", b"\xe2\x82", b"\xed\xa0\x80", b"\x03\xe8"]),  # bad UTF-8, a cut character, a surrogate, 1000
+    ),
+    fin=st.sampled_from([True] * 3 + [False]),
+    rsv=st.sampled_from([0] * 12 + [1, 2, 4]),
+    mask=st.sampled_from([True] * 15 + [False]),
+    length=st.sampled_from([None] * 6 + [126, 127]),
+)
+# Each frame (or a bit of junk) and where the read it is in ends: not there, right after it, or inside it.
+cuts = st.one_of(st.just(-1), st.just(0), st.integers(1, 400))
+pieces = st.tuples(st.one_of(any_frame, any_frame, any_frame, any_frame, st.binary(min_size=1, max_size=12)), cuts)
+
+
+def reads(frames: list[tuple[bytes, int]]) -> list[bytes]:
+    """The stream of these frames cut into reads: after a frame (cut 0), inside it (cut > 0, modulo its size), or not."""
+    cuts, position = [], 0
+    for frame, cut in frames:
+        if cut >= 0:
+            cuts.append(position + (cut % len(frame) if cut else len(frame)))
+        position += len(frame)
+    stream = b"".join(frame for frame, _ in frames)
+    points = [0, *sorted(set(cuts)), len(stream)]
+    return [stream[a:b] for a, b in itertools.pairwise(points) if b > a]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(pieces, max_size=16), st.sampled_from([(None, None), (1 << 20, None), (10, None), (None, 10), (150, 130)]))
+def test_fast_path_ends_as_the_careful_path_on_any_frames(frames: list[tuple[bytes, int]], limits: tuple[int | None, int | None]) -> None:
+    fast, careful = Session(*limits), CarefulSession(*limits)
+    for chunk in reads(frames):
+        fast.receive_data(chunk)
+        careful.receive_data(chunk)
+        assert list(fast.messages) == list(careful.messages)
+        assert fast.data_to_send() == careful.data_to_send()
+        assert (fast.receive_done, fast.close_code, fast.close_reason) == (careful.receive_done, careful.close_code, careful.close_reason)
+    assert [type(message) for message in fast.messages] == [type(message) for message in careful.messages]
+    assert fast.pongs_received == careful.pongs_received
 
 
 header_values = st.one_of(st.none(), st.text(max_size=40), st.sampled_from(["13", "websocket", "Upgrade", "dGhlIHNhbXBsZSBub25jZQ=="]))

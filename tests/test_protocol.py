@@ -6,6 +6,7 @@ import ast
 from pathlib import Path
 
 import pytest
+from websockets.extensions.permessage_deflate import PerMessageDeflate
 
 from tests.wsclient import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, close_payload, encode_frame
 from wsgi_ws.exceptions import ConnectionClosed
@@ -166,3 +167,120 @@ def test_protocol_layer_imports_no_io_library(module: str) -> None:
     names = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     names |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
     assert not names & {"socket", "gevent", "flask", "gunicorn", "threading", "select"}
+
+
+# The fast path for simple frames (complete, final, unextended, masked text and binary frames between messages).
+
+
+class CarefulSession(Session):
+    """A session whose fast path is off: every byte goes through the splitter and websockets' parser."""
+
+    def _simple_frame_limit(self) -> int:
+        return 0
+
+
+def outcome(session: Session) -> tuple[object, ...]:
+    """Everything a session shows after being fed: messages with their types, close state, output, counters."""
+    messages = [(type(message), message) for message in session.messages]
+    return messages, session.receive_done, session.close_code, session.close_reason, session.data_to_send(), session.pongs_received
+
+
+def both_ways(pieces: list[bytes], **limits: int | None) -> tuple[tuple[object, ...], tuple[object, ...]]:
+    """The outcome of feeding these reads with the fast path and without it."""
+    max_size = limits.pop("max_size", 1000)
+    fast, careful = Session(max_size, **limits), CarefulSession(max_size, **limits)  # type: ignore[arg-type]
+    for piece in pieces:
+        fast.receive_data(piece)
+        careful.receive_data(piece)
+        assert (len(fast.messages), fast.receive_done) == (len(careful.messages), careful.receive_done)
+    return outcome(fast), outcome(careful)
+
+
+SIMPLE = [encode_frame(OP_TEXT, b"%03d" % i) if i % 2 else encode_frame(OP_BINARY, b"%03d" % i) for i in range(16)]
+MIXED = [
+    ("simple frames only", b"".join(SIMPLE)),
+    ("empty payloads", encode_frame(OP_TEXT, b"") + encode_frame(OP_BINARY, b"") + encode_frame(OP_TEXT, b"x")),
+    (
+        "all three length fields",
+        encode_frame(OP_TEXT, b"a" * 125) + encode_frame(OP_BINARY, b"b" * 126) + encode_frame(OP_TEXT, b"c", length=127),
+    ),
+    ("ping in between", SIMPLE[0] + encode_frame(OP_PING, b"p") + SIMPLE[1] + encode_frame(OP_PONG, b"") + SIMPLE[2]),
+    ("close after simple frames", SIMPLE[0] + SIMPLE[1] + encode_frame(OP_CLOSE, close_payload(1000, "bye")) + SIMPLE[2]),
+    ("fragments in between", SIMPLE[0] + encode_frame(OP_TEXT, b"a", fin=False) + encode_frame(OP_CONT, b"b") + SIMPLE[1]),
+    ("text frame inside a fragmented message", SIMPLE[0] + encode_frame(OP_BINARY, b"a", fin=False) + SIMPLE[1]),
+    ("orphan continuation", SIMPLE[0] + encode_frame(OP_CONT, b"x") + SIMPLE[1]),
+    ("invalid UTF-8 after simple frames", SIMPLE[0] + SIMPLE[1] + encode_frame(OP_TEXT, b"ok\xff") + SIMPLE[2]),
+    ("surrogate in text", SIMPLE[0] + encode_frame(OP_TEXT, b"\xed\xa0\x80")),
+    (
+        "invalid UTF-8 split across fragments",
+        SIMPLE[0] + encode_frame(OP_TEXT, b"\xe2\x82", fin=False) + encode_frame(OP_CONT, b"\x28") + SIMPLE[1],
+    ),
+    ("a character split across fragments", SIMPLE[0] + encode_frame(OP_TEXT, b"\xe2", fin=False) + encode_frame(OP_CONT, b"\x82\xac")),
+    ("unmasked after simple frames", SIMPLE[0] + encode_frame(OP_TEXT, b"x", mask=False) + SIMPLE[1]),
+    ("rsv1 after simple frames", SIMPLE[0] + encode_frame(OP_BINARY, b"x", rsv=4) + SIMPLE[1]),
+    ("rsv3 after simple frames", SIMPLE[0] + encode_frame(OP_BINARY, b"x", rsv=1) + SIMPLE[1]),
+    ("reserved opcode", SIMPLE[0] + encode_frame(3, b"x") + SIMPLE[1]),
+    ("too big after simple frames", SIMPLE[0] + encode_frame(OP_BINARY, b"x" * 1001) + SIMPLE[1]),
+    ("exactly the limit", SIMPLE[0] + encode_frame(OP_TEXT, b"y" * 1000) + SIMPLE[1]),
+    ("64-bit length with its top bit set", SIMPLE[0] + b"\x82\xff\x80" + bytes(7) + b"\x00" * 4 + SIMPLE[1]),
+    ("garbage after simple frames", SIMPLE[0] + b"\xff\xff\xff\xff\xff\xff\xff"),
+]
+
+
+@pytest.mark.parametrize(("name", "data"), MIXED, ids=[case[0] for case in MIXED])
+def test_fast_path_ends_exactly_as_the_careful_path(name: str, data: bytes) -> None:
+    """Fed whole, byte by byte, and cut in two at every offset (so any frame may start a read)."""
+    for pieces in [[data], [data[i : i + 1] for i in range(len(data))], *([data[:cut], data[cut:]] for cut in range(1, len(data)))]:
+        fast, careful = both_ways(pieces)
+        assert fast == careful, pieces
+
+
+LIMITS: list[dict[str, int | None]] = [
+    {"max_size": None},
+    {"max_size": 0},
+    {"max_size": 3},
+    {"max_size": None, "max_frame_size": 3},
+    {"max_size": 9, "max_frame_size": 1},
+]
+
+
+@pytest.mark.parametrize("limits", LIMITS, ids=str)
+def test_fast_path_honours_message_and_frame_limits(limits: dict[str, int | None]) -> None:
+    data = encode_frame(OP_TEXT, b"") + encode_frame(OP_TEXT, b"ab") + encode_frame(OP_BINARY, b"abc") + encode_frame(OP_BINARY, b"abcd")
+    for cut in range(len(data)):
+        fast, careful = both_ways([data[:cut], data[cut:]], **limits)
+        assert fast == careful
+        assert fast[2] == (None if limits.get("max_size") is None and limits.get("max_frame_size") is None else 1009)
+
+
+def test_simple_frames_do_not_reach_the_websockets_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    session = Session(1 << 20)
+    monkeypatch.setattr(session._protocol, "receive_data", lambda data: pytest.fail("the parser was used"))
+    session.receive_data(b"".join(SIMPLE) + encode_frame(OP_TEXT, "é€😀".encode()) + encode_frame(OP_BINARY, b"\x00" * 70000))
+    assert list(session.messages) == [f"{i:03}".encode() if i % 2 == 0 else f"{i:03}" for i in range(16)] + ["é€😀", b"\x00" * 70000]
+
+
+def test_the_frame_after_a_partial_one_is_parsed_normally() -> None:
+    data = SIMPLE[0] + SIMPLE[1]
+    session = Session(1 << 20)
+    session.receive_data(data[:-3])
+    session.receive_data(data[-3:] + SIMPLE[2])
+    assert list(session.messages) == [b"000", "001", b"002"]
+
+
+def test_compressed_sessions_keep_the_careful_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    extension = PerMessageDeflate(False, False, 15, 15)
+    session = Session(1 << 20, extensions=[extension])
+    parsed: list[bytes] = []
+    original = session._protocol.receive_data
+    monkeypatch.setattr(session._protocol, "receive_data", lambda data: (parsed.append(data), original(data)))
+    session.receive_data(SIMPLE[0] + SIMPLE[1])
+    assert parsed and list(session.messages) == [b"000", "001"]
+
+
+def test_streaming_sessions_keep_the_careful_path() -> None:
+    session = Session(1 << 20)
+    session.start_streaming(2)
+    session.receive_data(SIMPLE[1] + SIMPLE[2])
+    assert list(session.chunks) == [("00", False), ("1", True), (b"00", False), (b"2", True)]
+    assert not session.messages

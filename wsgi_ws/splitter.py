@@ -52,6 +52,11 @@ class FrameSplitter:
         #: The violation that stopped the splitter, if any (the caller fails the connection with 1002).
         self.error: SplitterError | None = None
 
+    @property
+    def idle(self) -> bool:
+        """True between frames: nothing of a frame is pending and the next byte is read as a frame header."""
+        return not (self._header or self._passthrough or self._split_remaining or self._transparent)
+
     def feed(self, data: bytes) -> bytes:
         """Return the rewritten bytes for ``data`` (possibly empty while a header is incomplete).
 
