@@ -70,6 +70,24 @@ class _ServerProtocol(Protocol):
 class Session:
     """One accepted WebSocket connection, server side, without I/O."""
 
+    __slots__ = (  # one per open connection: no per-instance dict
+        "_decoder",
+        "_failed",
+        "_fragments",
+        "_held",
+        "_out",
+        "_protocol",
+        "_replies",
+        "_splitter",
+        "_stream_chunk_size",
+        "_text_parts",
+        "chunks",
+        "messages",
+        "pongs_received",
+        "receive_done",
+        "streaming",
+    )
+
     def __init__(
         self,
         max_message_size: int | None,

@@ -37,6 +37,21 @@ class FrameSplitter:
     the parser to refuse.
     """
 
+    __slots__ = (  # one per open connection: no per-instance dict
+        "_header",
+        "_passthrough",
+        "_split_first",
+        "_split_head1",
+        "_split_key",
+        "_split_offset",
+        "_split_remaining",
+        "_transparent",
+        "allow_rsv1",
+        "chunk_size",
+        "error",
+        "max_frame_size",
+    )
+
     def __init__(self, chunk_size: int | None = None, allow_rsv1: bool = False, max_frame_size: int | None = None) -> None:
         self.chunk_size = chunk_size
         self.allow_rsv1 = allow_rsv1
