@@ -1,7 +1,7 @@
 """Run every benchmark scenario against every server, one after another, and print a markdown table with ratios.
 
     pip install -r requirements.txt -r requirements-bench.txt
-    python bench/run.py            # the full run, about 6-8 minutes on 2 cores
+    python bench/run.py            # the full run, about 4 minutes on 2 cores
     python bench/run.py --quick    # smoke mode for CI: every server answers, every payload verified, no timing claims
 
 Each server runs as its own process group on 127.0.0.1 (a free port), pinned to CPU 0 with ``taskset -c 0``; this

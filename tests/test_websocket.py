@@ -27,13 +27,16 @@ class CountingSocket:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.writes = 0
+        self.sizes: list[int] = []  # bytes offered to each write
 
     def sendall(self, data: bytes) -> None:
         self.writes += 1
+        self.sizes.append(len(data))
         self.sock.sendall(data)
 
     def send(self, data: bytes) -> int:
         self.writes += 1
+        self.sizes.append(len(data))
         return self.sock.send(data)
 
     def __getattr__(self, name: str) -> Any:
@@ -251,3 +254,27 @@ def test_a_websocket_has_no_instance_dict(pair: Callable[..., tuple[WebSocket, P
     assert not hasattr(ws, "__dict__")  # __slots__: a dict with this many attributes costs ~1.5 KB per connection
     with pytest.raises(AttributeError):
         ws.no_such_attribute = 1  # type: ignore[attr-defined]
+
+
+def test_a_large_message_is_written_from_its_own_buffer_after_the_small_frames_before_it(
+    pair: Callable[..., tuple[WebSocket, Peer, CountingSocket]],
+) -> None:
+    deferred: list[Callable[[], None]] = []
+    ws, peer, counting = pair(defer=deferred.append)
+    ws.accept()
+    peer.read_response()
+    peer.send(encode_frame(OP_TEXT, b"a") + encode_frame(OP_TEXT, b"b"))
+    assert ws.receive() == "a"
+    ws.send("small")  # corked: "b" is still unread
+    big = bytes(range(256)) * 4096  # 1 MiB
+    received: list[tuple[int, bytes]] = []
+    reader = threading.Thread(target=lambda: received.extend(peer.read_message() for _ in range(2)))
+    reader.start()
+    counting.sizes.clear()
+    ws.send(big)  # over the cork limit: flushed now, the small frame first
+    reader.join(TIMEOUT)
+    assert received == [(OP_TEXT, b"small"), (OP_BINARY, big)]
+    # One write carries the small frame, the big frame's 10-byte header and its first 64 KiB (a header never travels
+    # alone); the rest of the payload is written from the message itself, not from a joined copy.
+    assert counting.sizes[0] == 7 + 10 + 65536
+    assert counting.sizes[1] == len(big) - 65536

@@ -43,6 +43,8 @@ log = logging.getLogger("wsgi_ws")
 READ_SIZE = 256 * 1024
 #: Queued output above which a send is flushed even while corked.
 CORK_LIMIT = 64 * 1024
+#: Queued chunks up to this size are joined into one write; a larger chunk is written from its own buffer.
+JOIN_LIMIT = 64 * 1024
 
 _PENDING, _OPEN, _FINISHED = "pending", "open", "finished"
 
@@ -520,10 +522,12 @@ class WebSocket:
         if not chunks:
             return True
         eof = not chunks[-1]
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         try:
-            if data:
-                self._send_all(data)
+            if len(chunks) == 1:
+                if chunks[0]:
+                    self._send_all(chunks[0])
+            else:
+                self._send_chunks(chunks)
             if eof:
                 self._sock.shutdown(socket.SHUT_WR)
         except OSError:
@@ -531,7 +535,27 @@ class WebSocket:
             return False
         return True
 
-    def _send_all(self, data: bytes) -> None:
+    def _send_chunks(self, chunks: list[bytes]) -> None:
+        """Write ``chunks`` in order, small ones joined into one write; a large one is not copied into the join.
+
+        Only its first ``JOIN_LIMIT`` bytes join the small chunks before it (so a frame header never travels
+        alone); the rest is written from the chunk itself, which saves copying a large message once more.
+        """
+        pending: list[bytes | memoryview] = []
+        for chunk in chunks:
+            if len(chunk) <= JOIN_LIMIT:
+                pending.append(chunk)
+                continue
+            view = memoryview(chunk)
+            pending.append(view[:JOIN_LIMIT])
+            self._send_all(b"".join(pending))
+            self._send_all(view[JOIN_LIMIT:])
+            pending = []
+        data = b"".join(pending)
+        if data:
+            self._send_all(data)
+
+    def _send_all(self, data: bytes | memoryview) -> None:
         """Write all of ``data``: ``send`` in a loop (gevent's ``sendall`` asks ``getsockopt`` on every call)."""
         send = self._sock.send
         self.bytes_sent += len(data)
