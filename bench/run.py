@@ -43,6 +43,8 @@ sys.path.insert(0, str(BENCH))
 import loadgen  # noqa: E402
 
 PY = sys.executable
+#: The app the wsgi-ws column serves (``--wsgi-ws-app``); the sample Flask app unless told otherwise.
+WSGI_WS_APP = ["app:app"]
 CONNECTION_LIMIT = "12000"  # worker_connections for the gunicorn servers: enough for the 10,000 idle connections
 
 
@@ -86,7 +88,7 @@ SERVERS = [
     Server(
         "wsgi-ws",
         "wsgi-ws",
-        lambda port: [PY, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
+        lambda port: [PY, "-m", "gunicorn", "-c", "gunicorn.conf.py", WSGI_WS_APP[0]],
         _wsgi_ws_env,
         pings=True,
     ),
@@ -421,7 +423,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smoke mode: a few seconds per server, payloads verified")
     parser.add_argument("--servers", nargs="*", choices=[s.key for s in SERVERS], help="only these servers")
     parser.add_argument("--json", type=Path, help="also write every raw number to this file")
+    parser.add_argument(
+        "--wsgi-ws-app",
+        default="app:app",
+        metavar="MODULE:APP",
+        help="the WSGI app wsgi-ws serves, echoing at /ws (default: the sample Flask app; e.g. tests.apps.plain_wsgi:echo_app)",
+    )
     args = parser.parse_args()
+    WSGI_WS_APP[0] = args.wsgi_ws_app
     settings = Settings.make(args.quick)
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
