@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from tests.constants import TIMEOUT
 from tests.server import GunicornServer
+from tests.test_protocol import CarefulSession
 from tests.wsclient import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawClient, encode_frame
 from wsgi_ws.exceptions import HandshakeError
 from wsgi_ws.handshake import validate_request
@@ -85,13 +86,6 @@ def test_arbitrary_bytes_never_crash_the_protocol_layer(garbage: bytes, streamin
         assert session.close_code in VALID_CLOSE_CODES | {1005, 1006}
     for chunk in out:
         assert isinstance(chunk, bytes)
-
-
-class CarefulSession(Session):
-    """A session whose fast path for simple frames is off: every byte goes through the splitter and the parser."""
-
-    def _simple_frame_limit(self) -> int:
-        return 0
 
 
 any_frame = st.builds(
