@@ -29,8 +29,9 @@ def with_websockets(chunks: list[bytes]) -> int:
     count = 0
     for chunk in chunks:
         session.receive_data(chunk)
-        count += len(session.messages)
-        session.messages.clear()
+        pop = session.assembler.pop_message
+        while pop() is not None:
+            count += 1
     return count
 
 

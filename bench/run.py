@@ -122,7 +122,7 @@ class Settings:
     def make(cls, quick: bool) -> Settings:
         if not quick:
             return cls(quick)
-        return cls(quick, 0.3, 1, 1, 0.2, (2, 1), 6.0, (100, 3), 200, (200, 1.0, 2.5))
+        return cls(quick, 0.3, 1, 1, 0.2, (2, 1), 15.0, (100, 3), 200, (200, 1.0, 2.5))  # the slow peer gets its full time
 
 
 # ---------------------------------------------------------------------------------------------------- processes

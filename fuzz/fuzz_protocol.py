@@ -4,7 +4,7 @@ Run:  pip install atheris==3.0.0 && python fuzz/fuzz_protocol.py -max_total_time
       (any libFuzzer flag works; -runs=N for a fixed number of executions; crashes are written as crash-* files)
 
 Each input is split by atheris's FuzzedDataProvider into one of three experiments:
-  0. an upgrade request's headers -> validate_request() may only refuse with HandshakeError (400/403/426);
+  0. an upgrade request's headers -> validate_request() may only refuse with HandshakeRefused (400/403/426);
   1. bytes after the handshake, in random chunks -> Session never raises, and ends with a valid close code;
   2. the same with partial reads on (the frame splitter in front of the parser).
 """
@@ -19,10 +19,10 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 with atheris.instrument_imports():
-    from wsgi_ws.exceptions import HandshakeError
-    from wsgi_ws.handshake import validate_request
-    from wsgi_ws.origins import OriginPolicy
     from wsgi_ws.protocol import Session
+    from wsgi_ws.protocol.errors import HandshakeRefused
+    from wsgi_ws.protocol.handshake import validate_request
+    from wsgi_ws.protocol.origins import OriginPolicy
 
 POLICY = OriginPolicy(("https://a.example", "https://*.b.example"))
 HEADERS = ("HTTP_CONNECTION", "HTTP_SEC_WEBSOCKET_VERSION", "HTTP_SEC_WEBSOCKET_KEY", "HTTP_ORIGIN", "HTTP_SEC_WEBSOCKET_EXTENSIONS")
@@ -36,7 +36,7 @@ def handshake(data: atheris.FuzzedDataProvider) -> None:
             environ[name] = data.ConsumeUnicodeNoSurrogates(60)
     try:
         validate_request(environ, POLICY)
-    except HandshakeError as error:
+    except HandshakeRefused as error:
         if error.status not in (400, 403, 426):
             raise AssertionError(error.status) from error
 

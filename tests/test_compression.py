@@ -13,10 +13,8 @@ from websockets.sync.client import connect
 from tests.constants import TIMEOUT
 from tests.server import GunicornServer
 from tests.wsclient import OP_BINARY, OP_CONT, OP_TEXT, RawClient, encode_frame, upgrade_request
-from wsgi_ws.compression import negotiate
 from wsgi_ws.options import WebSocketOptions
-
-ON = WebSocketOptions(compression=True)
+from wsgi_ws.protocol.negotiation import negotiate
 
 
 def offers(header: str) -> tuple:  # type: ignore[type-arg]
@@ -37,7 +35,7 @@ def offers(header: str) -> tuple:  # type: ignore[type-arg]
     ],
 )
 def test_negotiation_accepts_the_first_offer_it_can_honour(offer: str, response: str) -> None:
-    negotiated = negotiate(offers(offer), ON)
+    negotiated = negotiate(offers(offer))
     assert negotiated is not None and negotiated[0] == response
 
 
@@ -54,16 +52,15 @@ def test_negotiation_accepts_the_first_offer_it_can_honour(offer: str, response:
     ],
 )
 def test_bad_offers_are_declined_not_failed(offer: str) -> None:
-    assert negotiate(offers(offer), ON) is None
+    assert negotiate(offers(offer)) is None
 
 
 def test_compression_is_off_by_default() -> None:
     assert WebSocketOptions().compression is False
-    assert negotiate(offers("permessage-deflate"), WebSocketOptions()) is None
 
 
 def test_no_context_takeover_option_is_imposed() -> None:
-    negotiated = negotiate(offers("permessage-deflate"), WebSocketOptions(compression=True, compression_no_context_takeover=True))
+    negotiated = negotiate(offers("permessage-deflate"), no_context_takeover=True)
     assert negotiated is not None and "server_no_context_takeover" in negotiated[0]
 
 

@@ -67,7 +67,7 @@ def test_receive_and_send_after_close_raise_connection_closed(test_app_server: G
     with connect(f"{test_app_server.url}/ws", open_timeout=TIMEOUT) as ws:
         ws.send("sync")
         ws.recv(timeout=TIMEOUT)
-    assert "after close: ConnectionClosed,ConnectionClosed" in test_app_server.log()
+    assert "after close: ConnectionClosedOK,ConnectionClosedOK" in test_app_server.log()
 
 
 def test_concurrent_senders_never_interleave_frames(test_app_server: GunicornServer) -> None:

@@ -16,10 +16,10 @@ from tests.constants import TIMEOUT
 from tests.server import GunicornServer
 from tests.test_protocol import CarefulSession
 from tests.wsclient import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawClient, encode_frame
-from wsgi_ws.exceptions import HandshakeError
-from wsgi_ws.handshake import validate_request
-from wsgi_ws.origins import OriginPolicy
 from wsgi_ws.protocol import Session
+from wsgi_ws.protocol.errors import HandshakeRefused
+from wsgi_ws.protocol.handshake import validate_request
+from wsgi_ws.protocol.origins import OriginPolicy
 
 Message = str | bytes
 messages = st.lists(st.one_of(st.text(max_size=300), st.binary(max_size=300)), max_size=8)
@@ -53,7 +53,7 @@ def test_any_messages_in_any_fragmentation_and_chunking_round_trip(sent: list[Me
     session = Session(1 << 20)
     for chunk in chunked(stream, sizes):
         session.receive_data(chunk)
-    assert list(session.messages) == sent
+    assert list(session.assembler.peek()) == sent
     assert not session.receive_done
 
 
@@ -66,7 +66,7 @@ def test_streamed_parts_join_to_the_same_messages(sent: list[Message], chunk_siz
         session.receive_data(chunk)
     joined: list[Message] = []
     current: list[Message] = []
-    for part, end in session.chunks:
+    for part, end in session.assembler.peek_parts():
         current.append(part)
         if end:
             joined.append("".join(current) if isinstance(current[0], str) else b"".join(current))  # type: ignore[arg-type]
@@ -127,10 +127,10 @@ def test_fast_path_ends_as_the_careful_path_on_any_frames(frames: list[tuple[byt
     for chunk in reads(frames):
         fast.receive_data(chunk)
         careful.receive_data(chunk)
-        assert list(fast.messages) == list(careful.messages)
+        assert list(fast.assembler.peek()) == list(careful.assembler.peek())
         assert fast.data_to_send() == careful.data_to_send()
         assert (fast.receive_done, fast.close_code, fast.close_reason) == (careful.receive_done, careful.close_code, careful.close_reason)
-    assert [type(message) for message in fast.messages] == [type(message) for message in careful.messages]
+    assert [type(message) for message in fast.assembler.peek()] == [type(message) for message in careful.assembler.peek()]
     assert fast.pongs_received == careful.pongs_received
 
 
@@ -162,7 +162,7 @@ def test_handshake_validation_only_ever_refuses_with_handshake_error(
             environ[name] = value
     try:
         validate_request(environ, OriginPolicy(("https://a.example",)))
-    except HandshakeError as error:
+    except HandshakeRefused as error:
         assert error.status in (400, 403, 426)
 
 

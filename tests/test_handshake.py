@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from wsgi_ws.exceptions import HandshakeError
-from wsgi_ws.glue import inline_callable
-from wsgi_ws.handshake import accept_response, is_upgrade_request, validate_request
-from wsgi_ws.origins import OriginPolicy
+from wsgi_ws.integrations.wsgi import inline_callable
+from wsgi_ws.protocol.errors import HandshakeRefused
+from wsgi_ws.protocol.handshake import accept_response, is_upgrade_request, validate_request
+from wsgi_ws.protocol.origins import OriginPolicy
 
 ALL = OriginPolicy(("*",))
 
@@ -51,7 +51,7 @@ def test_valid_request() -> None:
     ],
 )
 def test_refusals(changes: dict[str, Any], status: int) -> None:
-    with pytest.raises(HandshakeError) as caught:
+    with pytest.raises(HandshakeRefused) as caught:
         validate_request(environ(**changes), ALL)
     assert caught.value.status == status
     if status == 426:
@@ -59,7 +59,7 @@ def test_refusals(changes: dict[str, Any], status: int) -> None:
 
 
 def test_origin_refusal_is_403() -> None:
-    with pytest.raises(HandshakeError) as caught:
+    with pytest.raises(HandshakeRefused) as caught:
         validate_request(environ(HTTP_ORIGIN="https://evil.net"), OriginPolicy(("https://good.net",)))
     assert caught.value.status == 403 and "evil.net" in caught.value.reason
 

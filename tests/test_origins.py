@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wsgi_ws.origins import OriginPolicy, check_pattern, normalize_origin
+from wsgi_ws.protocol.origins import OriginPolicy, check_pattern, normalize_origin
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,9 @@ def test_wheel_is_typed_versioned_and_declares_ranges() -> None:
         names = set(archive.namelist())
         metadata = archive.read(next(name for name in names if name.endswith("METADATA"))).decode()
     assert "wsgi_ws/py.typed" in names
-    assert {"wsgi_ws/websocket.py", "wsgi_ws/worker.py", "wsgi_ws/testing.py"} <= names
+    every_module = {str(path.relative_to(ROOT)) for path in (ROOT / "wsgi_ws").rglob("*.py")}
+    assert {"wsgi_ws/protocol/session.py", "wsgi_ws/connection/websocket.py", "wsgi_ws/worker.py"} <= every_module
+    assert every_module <= names, f"missing from the wheel: {sorted(every_module - names)}"
     assert not any(name.startswith(("tests/", "bench/")) for name in names)
     assert f"Version: {wsgi_ws.__version__}" in metadata
     requirements = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]

@@ -13,10 +13,12 @@ import pytest
 
 from tests.constants import TIMEOUT
 from tests.wsclient import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RawClient, close_payload, encode_frame
+from wsgi_ws.connection.keepalive import ConnectionMonitor
+from wsgi_ws.connection.websocket import WebSocket
 from wsgi_ws.exceptions import ConnectionClosed
-from wsgi_ws.handshake import HandshakeRequest
+from wsgi_ws.integrations.handler import finish
 from wsgi_ws.options import WebSocketOptions
-from wsgi_ws.websocket import WebSocket
+from wsgi_ws.protocol.handshake import HandshakeRequest
 
 REQUEST = HandshakeRequest(key="dGhlIHNhbXBsZSBub25jZQ==", origin=None, subprotocols=("b", "a"), extensions="")
 
@@ -223,7 +225,7 @@ def test_finish_after_handler_error_sends_1011(
     ws, peer, _ = pair(close_timeout=0.2)
     ws.accept()
     peer.read_response()
-    ws.finish(RuntimeError("handler bug"))
+    finish(ws, ConnectionMonitor(lambda *args: None), RuntimeError("handler bug"))
     frame = peer.read_frame()
     assert frame is not None and frame.close_code == 1011
     assert "handler bug" in caplog.text

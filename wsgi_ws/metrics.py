@@ -10,19 +10,30 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .websocket import WebSocket
+__all__ = ["Counted", "closed", "opened", "refused", "snapshot"]
 
-__all__ = ["snapshot"]
+
+class Counted(Protocol):
+    """What a connection counts for itself (``WebSocket`` does): messages and bytes each way."""
+
+    @property
+    def messages_received(self) -> int: ...
+    @property
+    def messages_sent(self) -> int: ...
+    @property
+    def bytes_received(self) -> int: ...
+    @property
+    def bytes_sent(self) -> int: ...
+
 
 _lock = threading.Lock()
-_live: weakref.WeakSet[WebSocket] = weakref.WeakSet()
+_live: weakref.WeakSet[Counted] = weakref.WeakSet()
 _totals = {"accepted": 0, "refused": 0, "closed": 0, "messages_in": 0, "messages_out": 0, "bytes_in": 0, "bytes_out": 0}
 
 
-def opened(ws: WebSocket) -> None:
+def opened(ws: Counted) -> None:
     """A connection was accepted."""
     with _lock:
         _live.add(ws)
@@ -35,7 +46,7 @@ def refused() -> None:
         _totals["refused"] += 1
 
 
-def closed(ws: WebSocket) -> None:
+def closed(ws: Counted) -> None:
     """A connection ended: fold its counts into the totals."""
     with _lock:
         if ws in _live:

@@ -9,6 +9,8 @@ first connection.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -16,20 +18,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .exceptions import InvalidOption
-from .origins import check_pattern
+from .protocol.origins import OriginPolicy, check_pattern
 
-__all__ = ["CONFIG_PREFIX", "ENV_PREFIX", "WebSocketOptions", "configure", "current_options"]
+__all__ = ["CONFIG_PREFIX", "ENV_PREFIX", "PER_SERVER", "WebSocketOptions", "configure", "current_options"]
 
 ENV_PREFIX = "WS_"
 CONFIG_PREFIX = "WEBSOCKET_"
 _log = logging.getLogger("wsgi_ws")
 _OFF_WORDS = {"", "0", "none", "off", "false", "no"}
+#: Settings that act before a request is routed, or once per process: they cannot differ per route or middleware.
+PER_SERVER = frozenset({"handshake_timeout", "hub_url", "hub_queue_limit"})
 _ON_WORDS = {"1", "true", "yes", "on"}
 
 
 @dataclass(frozen=True)
 class WebSocketOptions:
-    """The settings of every WebSocket connection a process serves (see the README's options table)."""
+    """The settings of WebSocket connections (see the README's options table): a process's, a route's, a middleware's.
+
+    Immutable and validated when made: a bad value raises :class:`~wsgi_ws.exceptions.InvalidOption` naming it.
+    """
 
     #: Origins allowed to connect (``*`` = all); others get HTTP 403 before any upgrade.
     allowed_origins: tuple[str, ...] = ("*",)
@@ -70,14 +77,25 @@ class WebSocketOptions:
         for spec in _SPECS.values():
             spec.check(getattr(self, spec.name))
 
-    def replace(self, **changes: Any) -> WebSocketOptions:
-        """Return a copy with some settings changed (values may be given as strings, as in the environment)."""
-        unknown = set(changes) - set(_SPECS)
-        if unknown:
-            name = sorted(unknown)[0]
-            raise InvalidOption(name, f"unknown setting; known: {', '.join(sorted(_SPECS))}")
-        parsed = {name: _SPECS[name].parse(name, value) for name, value in changes.items()}
+    @functools.cached_property
+    def origin_policy(self) -> OriginPolicy:
+        """The origin policy of ``allowed_origins`` and ``require_origin`` (built once per options value)."""
+        return OriginPolicy(self.allowed_origins, self.require_origin)
+
+    def replace(self, *, label: str = "", **changes: Any) -> WebSocketOptions:
+        """Return a copy with some settings changed (values may be given as strings, as in the environment).
+
+        ``label`` prefixes the setting's name in error messages (for example ``route /upload: ``).
+        """
+        for name in changes:
+            if name not in _SPECS:
+                raise InvalidOption(label + name, unknown_setting(name))
+        parsed = {name: _SPECS[name].parse(label + name, value) for name, value in changes.items()}
         return dataclasses.replace(self, **parsed)
+
+    def differences(self, other: WebSocketOptions) -> dict[str, Any]:
+        """The settings whose value in ``other`` differs from this one's, with ``other``'s values."""
+        return {f.name: getattr(other, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(other, f.name)}
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], prefix: str = "") -> WebSocketOptions:
@@ -92,7 +110,7 @@ class WebSocketOptions:
                 continue
             name = key[len(prefix) :].lower()
             if name not in _SPECS:
-                raise InvalidOption(key, f"unknown setting; known: {', '.join(sorted(_SPECS))}")
+                raise InvalidOption(key, unknown_setting(name))
             changes[name] = _SPECS[name].parse(key, value)
         return dataclasses.replace(self, **changes)
 
@@ -130,6 +148,13 @@ class _Spec:
         problem = self.validate(value)
         if problem:
             raise InvalidOption(self.name, f"{problem}, got {value!r}")
+
+
+def unknown_setting(name: str) -> str:
+    """The message for a setting that does not exist: the nearest known name, and the list."""
+    nearest = difflib.get_close_matches(name.lower(), list(_SPECS), n=1)
+    hint = f"did you mean {nearest[0]!r}? " if nearest else ""
+    return f"unknown setting; {hint}known: {', '.join(sorted(_SPECS))}"
 
 
 def _seconds_or_off(text: str) -> float | None:

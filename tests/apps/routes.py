@@ -12,10 +12,9 @@ import time
 import greenlet
 from flask import Flask, Response, abort, request
 
-from wsgi_ws import WebSocket
+from wsgi_ws import WebSocket, metrics
 from wsgi_ws.flask_ext import WebSockets
 from wsgi_ws.hub import current_hub
-from wsgi_ws.worker import open_websockets
 
 app = Flask(__name__)
 sockets = WebSockets(app)
@@ -177,7 +176,7 @@ def headers() -> dict[str, str | None]:
 def stats() -> dict[str, int]:
     """Open WebSocket connections, live greenlets and open file descriptors of this worker (leak checks)."""
     greenlets = sum(1 for item in gc.get_objects() if isinstance(item, greenlet.greenlet) and not item.dead)
-    return {"open_websockets": open_websockets(), "greenlets": greenlets, "fds": len(os.listdir("/proc/self/fd"))}
+    return {"open_websockets": metrics.snapshot()["open"], "greenlets": greenlets, "fds": len(os.listdir("/proc/self/fd"))}
 
 
 @sockets.route("/mixed-compression")

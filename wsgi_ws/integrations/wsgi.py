@@ -1,7 +1,7 @@
-"""Server-independent WSGI glue: recognise an upgrade request, refuse a bad one, or run the app with its WebSocket.
+"""Server-independent WSGI glue: recognise an upgrade request, refuse a bad one with its HTTP answer.
 
 Every server integration (the gunicorn worker, the middleware) calls :func:`prepare` for each request, then either
-runs the refusal app it returns or makes the WebSocket and calls :func:`run_app`.
+runs the refusal app it returns or makes the WebSocket and hands it to :func:`wsgi_ws.integrations.handler.run_app`.
 """
 
 from __future__ import annotations
@@ -11,18 +11,14 @@ import inspect
 import logging
 import types
 from collections.abc import Callable, Iterable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import metrics
-from .exceptions import HandshakeError
-from .handshake import HandshakeRequest, is_upgrade_request, validate_request
-from .options import WebSocketOptions
-from .origins import OriginPolicy
+from .. import metrics
+from ..options import WebSocketOptions
+from ..protocol.errors import HandshakeRefused
+from ..protocol.handshake import HandshakeRequest, is_upgrade_request, validate_request
 
-if TYPE_CHECKING:
-    from .websocket import WebSocket
-
-__all__ = ["ENVIRON_KEY", "HTTPErrorApp", "inline_callable", "origin_policy", "prepare", "refuse", "run_app"]
+__all__ = ["ENVIRON_KEY", "HTTPErrorApp", "StartResponse", "check_origin", "inline_callable", "prepare", "refuse"]
 
 log = logging.getLogger("wsgi_ws")
 
@@ -31,26 +27,24 @@ ENVIRON_KEY = "wsgi.websocket"
 
 StartResponse = Callable[..., Any]
 
-_policies: dict[tuple[tuple[str, ...], bool], OriginPolicy] = {}
-
-
-def origin_policy(options: WebSocketOptions) -> OriginPolicy:
-    """The origin policy of these options (built once per distinct setting)."""
-    key = (options.allowed_origins, options.require_origin)
-    policy = _policies.get(key)
-    if policy is None:
-        policy = _policies[key] = OriginPolicy(*key)
-    return policy
-
 
 def prepare(environ: MutableMapping[str, Any], options: WebSocketOptions) -> HandshakeRequest | HTTPErrorApp | None:
     """None for an ordinary HTTP request; an :class:`HTTPErrorApp` answering a refused upgrade; or the valid request."""
     if not is_upgrade_request(environ):
         return None
     try:
-        return validate_request(environ, origin_policy(options))
-    except HandshakeError as error:
+        return validate_request(environ, options.origin_policy)
+    except HandshakeRefused as error:
         return refuse(environ, error.status, error.reason, error.headers)
+
+
+def check_origin(environ: MutableMapping[str, Any], options: WebSocketOptions) -> HTTPErrorApp | None:
+    """The 403 answer when ``options``' origin policy refuses this request's ``Origin`` (a route's or middleware's own)."""
+    origin = environ.get("HTTP_ORIGIN")
+    if options.origin_policy.allows(origin):
+        return None
+    reason = "an Origin header is required" if origin is None else f"origin {origin!r} is not allowed"
+    return refuse(environ, 403, reason)
 
 
 def refuse(
@@ -73,35 +67,6 @@ def inline_callable(app: Callable[..., Any]) -> Callable[..., Any]:
     if isinstance(call, types.FunctionType):
         return types.MethodType(call, app)
     return app
-
-
-def run_app(
-    app: Callable[..., Iterable[bytes]], environ: MutableMapping[str, Any], start_response: StartResponse, ws: WebSocket
-) -> Iterable[bytes] | None:
-    """Run ``app`` with ``ws`` in the environ; its HTTP answer if it never accepted, else None once the connection ended.
-
-    An error before accept propagates (the server answers 500); after accept it is logged and closes with 1011.
-    """
-    environ[ENVIRON_KEY] = ws
-    environ["wsgi.websocket_version"] = "13"
-    try:
-        result: Iterable[bytes] = inline_callable(app)(environ, start_response)
-    except Exception as error:
-        if not ws.accepted:
-            raise
-        ws.finish(error)
-        return None
-    except BaseException:  # worker shutdown: GreenletExit, SystemExit
-        if ws.accepted:
-            ws.finish()
-        raise
-    if not ws.accepted:
-        return result  # an ordinary HTTP answer (403, 404, ...)
-    close = getattr(result, "close", None)
-    if close is not None:
-        close()
-    ws.finish()
-    return None
 
 
 class HTTPErrorApp:

@@ -28,7 +28,7 @@ from websockets.headers import parse_extension
 from websockets.typing import ExtensionName, ExtensionParameter
 from websockets.utils import accept_key
 
-from .exceptions import HandshakeError
+from .errors import HandshakeRefused, UsageError
 from .origins import OriginPolicy
 
 __all__ = ["HandshakeRequest", "accept_response", "header_tokens", "is_upgrade_request", "validate_request"]
@@ -67,38 +67,38 @@ def is_upgrade_request(environ: Mapping[str, Any]) -> bool:
 
 
 def validate_request(environ: Mapping[str, Any], origins: OriginPolicy) -> HandshakeRequest:
-    """Check an upgrade request; return what it asked for or raise :class:`HandshakeError`."""
+    """Check an upgrade request; return what it asked for or raise :class:`HandshakeRefused`."""
     if environ.get("REQUEST_METHOD") != "GET":
-        raise HandshakeError(400, "a WebSocket upgrade must be a GET request (RFC 6455 §4.1)")
+        raise HandshakeRefused(400, "a WebSocket upgrade must be a GET request (RFC 6455 §4.1)")
     protocol = str(environ.get("SERVER_PROTOCOL", ""))
     if not protocol.startswith("HTTP/") or _version_tuple(protocol[5:]) < (1, 1):
-        raise HandshakeError(400, "a WebSocket upgrade needs HTTP/1.1 or later (RFC 6455 §4.1)")
+        raise HandshakeRefused(400, "a WebSocket upgrade needs HTTP/1.1 or later (RFC 6455 §4.1)")
     if not environ.get("HTTP_HOST"):
-        raise HandshakeError(400, "missing Host header (RFC 6455 §4.1)")
+        raise HandshakeRefused(400, "missing Host header (RFC 6455 §4.1)")
     if "upgrade" not in header_tokens(environ.get("HTTP_CONNECTION")):
-        raise HandshakeError(400, "missing 'Connection: Upgrade' header (RFC 6455 §4.1)")
+        raise HandshakeRefused(400, "missing 'Connection: Upgrade' header (RFC 6455 §4.1)")
     version = environ.get("HTTP_SEC_WEBSOCKET_VERSION")
     if version is None or version.strip() != SUPPORTED_VERSION:
         reason = "missing Sec-WebSocket-Version header" if version is None else f"unsupported Sec-WebSocket-Version {version.strip()!r}"
-        raise HandshakeError(
+        raise HandshakeRefused(
             426, f"{reason}; this server speaks version 13 (RFC 6455 §4.4)", (("Sec-WebSocket-Version", SUPPORTED_VERSION),)
         )
     key = environ.get("HTTP_SEC_WEBSOCKET_KEY")
     if key is None:
-        raise HandshakeError(400, "missing Sec-WebSocket-Key header (RFC 6455 §4.1)")
+        raise HandshakeRefused(400, "missing Sec-WebSocket-Key header (RFC 6455 §4.1)")
     key = key.strip()
     if not _is_valid_key(key):
-        raise HandshakeError(400, "Sec-WebSocket-Key must be 16 bytes in base64 (RFC 6455 §4.1)")
+        raise HandshakeRefused(400, "Sec-WebSocket-Key must be 16 bytes in base64 (RFC 6455 §4.1)")
     origin = environ.get("HTTP_ORIGIN")
     if not origins.allows(origin):
         reason = "an Origin header is required" if origin is None else f"origin {origin!r} is not allowed"
-        raise HandshakeError(403, reason)
+        raise HandshakeRefused(403, reason)
     offered = tuple(token.strip() for token in str(environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL", "")).split(",") if token.strip())
     extensions_header = environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")
     try:
         extensions = tuple(parse_extension(extensions_header)) if extensions_header else ()
     except InvalidHeader as exc:
-        raise HandshakeError(400, f"malformed Sec-WebSocket-Extensions header: {exc}") from None
+        raise HandshakeRefused(400, f"malformed Sec-WebSocket-Extensions header: {exc}") from None
     return HandshakeRequest(key=key, origin=origin, subprotocols=offered, extensions=extensions)
 
 
@@ -114,7 +114,7 @@ def accept_response(key: str, subprotocol: str | None = None, headers: tuple[tup
         lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
     for name, value in headers:
         if any(c in name + value for c in "\r\n"):
-            raise ValueError(f"header {name!r} contains a line break")
+            raise UsageError(f"header {name!r} contains a line break")
         lines.append(f"{name}: {value}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 

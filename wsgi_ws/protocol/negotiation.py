@@ -16,23 +16,30 @@ from websockets.extensions.permessage_deflate import PerMessageDeflate, ServerPe
 from websockets.headers import build_extension
 from websockets.typing import ExtensionName, ExtensionParameter
 
-from .options import WebSocketOptions
-
 __all__ = ["Offer", "negotiate"]
 
 Offer = tuple[ExtensionName, Sequence[ExtensionParameter]]
 _NAME = ExtensionName("permessage-deflate")
 
 
-def negotiate(offers: tuple[Offer, ...], options: WebSocketOptions) -> tuple[str, PerMessageDeflate] | None:
-    """The ``Sec-WebSocket-Extensions`` response value and the extension, or None when compression is not agreed."""
-    if not options.compression:
-        return None
+def negotiate(
+    offers: tuple[Offer, ...],
+    *,
+    window_bits: int = 12,
+    level: int = 6,
+    memory_level: int = 5,
+    no_context_takeover: bool = False,
+) -> tuple[str, PerMessageDeflate] | None:
+    """The ``Sec-WebSocket-Extensions`` response value and the extension, or None when no offer can be accepted.
+
+    ``window_bits`` bounds both directions' LZ77 window; ``level`` and ``memory_level`` are zlib's; with
+    ``no_context_takeover`` the server resets its compression context after every message.
+    """
     factory = ServerPerMessageDeflateFactory(
-        server_no_context_takeover=options.compression_no_context_takeover,
-        server_max_window_bits=options.compression_window_bits,
-        client_max_window_bits=options.compression_window_bits,
-        compress_settings={"level": options.compression_level, "memLevel": options.compression_memory_level},
+        server_no_context_takeover=no_context_takeover,
+        server_max_window_bits=window_bits,
+        client_max_window_bits=window_bits,
+        compress_settings={"level": level, "memLevel": memory_level},
     )
     for name, params in offers:
         if name != _NAME:
