@@ -32,26 +32,29 @@ if os.environ.get("WSGI_WS_CERTFILE") or os.environ.get("WSGI_WS_KEYFILE"):
 accesslog = os.environ.get("WSGI_WS_ACCESS_LOG", "-")
 loglevel = os.environ.get("WSGI_WS_LOG_LEVEL", "info")
 
-# WebSocket options, shown with their defaults; WS_* environment variables win over these.
+# WebSocket options. The sample changes none: configure() only checks the WS_* environment variables, so a bad value
+# stops start-up with a message naming it. Pass any of these to change it, for example
+# wsgi_ws.configure(max_message_size="16MiB"); WS_<NAME> environment variables win over what is passed here.
+# The defaults (tests/test_gunicorn_conf.py keeps this list equal to wsgi_ws.WebSocketOptions):
+#   allowed_origins = ('*',)                    origins allowed to connect, e.g. ["https://example.com", "https://*.example.com"]
+#   require_origin = False                      True: refuse clients that send no Origin header
+#   keep_alive_interval = 120.0                 seconds of silence before the server pings; None = off
+#   keep_alive_timeout = None                   seconds to wait for the pong; None = wait forever
+#   receive_buffer_size = 4096                  bytes per partial read
+#   max_message_size = 1048576                  bytes (1 MiB); larger messages close the connection with 1009
+#   max_frame_size = None                       bytes; None = same as max_message_size
+#   close_timeout = 5.0                         seconds close() waits for the peer's close frame
+#   handshake_timeout = 10.0                    seconds a client has to send its upgrade request (per server)
+#   subprotocols = ()                           subprotocols accepted, in order of preference
+#   compression = False                         permessage-deflate when the client offers it (costs memory per connection)
+#   compression_level = 6                       zlib level 0-9
+#   compression_window_bits = 12                LZ77 window 9-15 bits, both directions
+#   compression_memory_level = 5                zlib memLevel 1-9
+#   compression_no_context_takeover = False     True: reset the context after each message
+#   hub_url = None                              broadcast hub: "redis://127.0.0.1:6379/0" spans workers and machines (per server)
+#   hub_queue_limit = 1000                      messages a hub member may fall behind before it is closed with 1013 (per server)
+# A route can set its own (@sockets.route("/upload", max_message_size="64MiB")), except the three per-server ones.
 try:
-    websocket_options = wsgi_ws.configure(
-        allowed_origins=["*"],  # or ["https://example.com", "https://*.example.com"]
-        require_origin=False,  # True: refuse clients that send no Origin header
-        keep_alive_interval=120.0,  # seconds of silence before the server pings; None = off
-        keep_alive_timeout=None,  # seconds to wait for the pong; None = wait forever
-        receive_buffer_size=4096,  # bytes per partial read
-        max_message_size=1024 * 1024,  # bytes; larger messages close the connection with 1009
-        max_frame_size=None,  # bytes; None = same as max_message_size
-        close_timeout=5.0,  # seconds close() waits for the peer's close frame
-        handshake_timeout=10.0,  # seconds a client has to send its upgrade request
-        subprotocols=[],  # subprotocols accepted, in order of preference
-        compression=False,  # permessage-deflate when the client offers it (costs memory per connection)
-        compression_level=6,  # zlib level 0-9
-        compression_window_bits=12,  # LZ77 window 9-15 bits, both directions
-        compression_memory_level=5,  # zlib memLevel 1-9
-        compression_no_context_takeover=False,  # True: reset the context after each message
-        hub_url=None,  # broadcast hub: "redis://127.0.0.1:6379/0" spans workers and machines; None = in memory
-        hub_queue_limit=1000,  # messages a hub member may fall behind before it is closed with 1013
-    )
+    websocket_options = wsgi_ws.configure()
 except wsgi_ws.InvalidOption as error:
     sys.exit(f"Error: {error}")

@@ -56,3 +56,14 @@ def certificate() -> Iterator[tuple[str, str]]:
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     yield str(cert), str(key)
+
+
+TIERS = ("unit", "socket", "e2e", "browser")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test belongs to exactly one tier (pytest -m unit, -m socket, -m e2e, -m browser; make test runs all)."""
+    for item in items:
+        tiers = {mark.name for mark in item.iter_markers() if mark.name in TIERS}
+        if len(tiers) != 1:
+            raise pytest.UsageError(f"{item.nodeid} must have exactly one tier marker of {TIERS}, has {sorted(tiers) or 'none'}")

@@ -14,6 +14,8 @@ from tests.constants import TIMEOUT
 from tests.server import GunicornServer
 from tests.wsclient import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawClient, close_payload, encode_frame
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def conformance_server(echo_server: GunicornServer) -> GunicornServer:

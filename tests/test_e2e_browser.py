@@ -13,6 +13,8 @@ from tests.conftest import ServerFactory
 from tests.constants import TIMEOUT
 from tests.server import ROOT, GunicornServer
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
 FLAGS = [
@@ -32,7 +34,7 @@ if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
         raise RuntimeError(f"{CHROMIUM} is missing: .ci/run must install Debian's chromium package")
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); CI installs it and never skips", allow_module_level=True)
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,12 @@ def page(browser: Browser) -> Iterator[Page]:
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def dismiss(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
     page.dialogs = dialogs  # type: ignore[attr-defined]
     yield page
     context.close()

@@ -16,6 +16,8 @@ from tests.constants import TIMEOUT
 from tests.server import GunicornServer
 from tests.wsclient import OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawClient, upgrade_request
 
+pytestmark = pytest.mark.e2e
+
 SIZES = [0, 1, 125, 126, 65535, 65536, 1024 * 1024]
 
 
@@ -80,11 +82,11 @@ def test_websocket_client_library_echoes_text_binary_and_close(echo_server: Guni
         opcode, data = ws.recv_data()
         assert (opcode, data) == (websocket.ABNF.OPCODE_BINARY, b"\xff\x00binary")
         ws.send_close(status=3000, reason=b"bye")
-        frame = ws.recv_frame()
+        frame = ws.recv_frame()  # type: ignore[no-untyped-call]
         assert frame.opcode == websocket.ABNF.OPCODE_CLOSE
         assert frame.data == (3000).to_bytes(2, "big") + b"bye"
     finally:
-        ws.shutdown()
+        ws.shutdown()  # type: ignore[no-untyped-call]
 
 
 def test_hundred_clients_each_echo_hundred_messages(echo_server: GunicornServer) -> None:

@@ -13,6 +13,8 @@ from tests.constants import TIMEOUT
 from tests.server import GunicornServer
 from tests.wsclient import OP_TEXT, RawClient, upgrade_request
 
+pytestmark = pytest.mark.e2e
+
 
 def test_plain_http_get_to_websocket_route_gets_400_with_reason(echo_server: GunicornServer) -> None:
     with pytest.raises(urllib.error.HTTPError) as caught:

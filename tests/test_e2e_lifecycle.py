@@ -14,6 +14,8 @@ from tests.constants import TIMEOUT
 from tests.server import GunicornServer
 from tests.wsclient import OP_CLOSE, OP_TEXT, RawClient, close_payload
 
+pytestmark = pytest.mark.e2e
+
 
 def test_handler_error_after_accept_closes_1011_logs_and_worker_lives_on(test_app_server: GunicornServer) -> None:
     with connect(f"{test_app_server.url}/raise-after", open_timeout=TIMEOUT) as ws:

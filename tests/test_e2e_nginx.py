@@ -12,12 +12,15 @@ from collections.abc import Iterator
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from tests.conftest import ServerFactory
 from tests.constants import TIMEOUT
 from tests.nginx import NGINX, NginxProxy
 from tests.server import GunicornServer
 from tests.wsclient import OP_PING, OP_PONG, OP_TEXT, RawClient
+
+pytestmark = pytest.mark.e2e
 
 if not shutil.which(NGINX):
     if os.environ.get("CI"):
@@ -90,9 +93,9 @@ def test_without_pings_nginx_drops_the_idle_connection(start_server: ServerFacto
 
 def test_origin_policy_applies_behind_the_proxy(proxy: NginxProxy) -> None:
     with pytest.raises(InvalidStatus) as caught:
-        connect(f"{proxy.url}/ws", origin="https://evil.example", open_timeout=TIMEOUT)  # type: ignore[arg-type]
+        connect(f"{proxy.url}/ws", origin=Origin("https://evil.example"), open_timeout=TIMEOUT)
     assert caught.value.response.status_code == 403
-    with connect(f"{proxy.url}/ws", origin="https://app.example", open_timeout=TIMEOUT) as ws:  # type: ignore[arg-type]
+    with connect(f"{proxy.url}/ws", origin=Origin("https://app.example"), open_timeout=TIMEOUT) as ws:
         ws.send("allowed")
         assert ws.recv(timeout=TIMEOUT) == "allowed"
 

@@ -8,16 +8,20 @@ import os
 import socket
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from tests.conftest import ServerFactory
 from tests.constants import TIMEOUT
 from tests.server import GunicornServer
 from tests.wsclient import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawClient, encode_frame, upgrade_request
+
+pytestmark = pytest.mark.e2e
 
 ROUTES = "tests.apps.routes:app"
 
@@ -31,9 +35,9 @@ def open_websockets(server: GunicornServer) -> int:
 
 
 @pytest.fixture(scope="module")
-def origin_server() -> GunicornServer:
+def origin_server() -> Iterator[GunicornServer]:
     server = GunicornServer(ROUTES, env={"WS_ALLOWED_ORIGINS": "https://good.example, https://*.apps.example, http://localhost:5000"})
-    yield server  # type: ignore[misc]
+    yield server
     server.stop()
 
 
@@ -82,7 +86,7 @@ def test_require_origin_refuses_clients_without_one(start_server: ServerFactory)
     with pytest.raises(InvalidStatus) as caught:
         connect(f"{server.url}/report", open_timeout=TIMEOUT)
     assert caught.value.response.status_code == 403
-    with connect(f"{server.url}/report", origin="http://anything.example", open_timeout=TIMEOUT) as ws:  # type: ignore[arg-type]
+    with connect(f"{server.url}/report", origin=Origin("http://anything.example"), open_timeout=TIMEOUT) as ws:
         ws.send("ok")
         assert ws.recv(timeout=TIMEOUT) == "ok"
 
@@ -93,9 +97,9 @@ INTERVAL, KEEP_ALIVE_TIMEOUT = 0.4, 0.4
 
 
 @pytest.fixture(scope="module")
-def keep_alive_server() -> GunicornServer:
+def keep_alive_server() -> Iterator[GunicornServer]:
     server = GunicornServer(ROUTES, env={"WS_KEEP_ALIVE_INTERVAL": str(INTERVAL), "WS_KEEP_ALIVE_TIMEOUT": str(KEEP_ALIVE_TIMEOUT)})
-    yield server  # type: ignore[misc]
+    yield server
     server.stop()
 
 

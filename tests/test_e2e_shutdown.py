@@ -16,6 +16,8 @@ from tests.conftest import ServerFactory
 from tests.constants import TIMEOUT
 from tests.server import GunicornServer
 
+pytestmark = pytest.mark.e2e
+
 ROUTES = "tests.apps.routes:app"
 
 

@@ -16,6 +16,8 @@ from tests.constants import TIMEOUT
 from tests.server import GunicornServer
 from tests.wsclient import OP_PING, OP_PONG, OP_TEXT, RawClient
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def tls_server(certificate: tuple[str, str]) -> Iterator[GunicornServer]:

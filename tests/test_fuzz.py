@@ -1,25 +1,25 @@
-"""Property tests (hypothesis): round trips through the protocol layer, and garbage against the real server."""
+"""Property tests (hypothesis) of the sans-I/O layer: round trips, garbage, the fast path against the careful one.
+
+Garbage against the real server is in ``tests/test_e2e_garbage.py``.
+"""
 
 from __future__ import annotations
 
 import itertools
-import json
-import time
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.constants import TIMEOUT
-from tests.server import GunicornServer
 from tests.test_protocol import CarefulSession
-from tests.wsclient import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawClient, encode_frame
+from tests.wsclient import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, encode_frame
 from wsgi_ws.protocol import Session
 from wsgi_ws.protocol.errors import HandshakeRefused
 from wsgi_ws.protocol.handshake import validate_request
 from wsgi_ws.protocol.origins import OriginPolicy
+
+pytestmark = pytest.mark.unit
 
 Message = str | bytes
 messages = st.lists(st.one_of(st.text(max_size=300), st.binary(max_size=300)), max_size=8)
@@ -164,69 +164,3 @@ def test_handshake_validation_only_ever_refuses_with_handshake_error(
         validate_request(environ, OriginPolicy(("https://a.example",)))
     except HandshakeRefused as error:
         assert error.status in (400, 403, 426)
-
-
-# Against the real server.
-
-
-@pytest.fixture(scope="module")
-def fuzz_server() -> Iterator[GunicornServer]:
-    """Short keep-alive times, so a connection left waiting for the rest of a frame is closed quickly."""
-    server = GunicornServer("tests.apps.routes:app", env={"WS_KEEP_ALIVE_INTERVAL": "0.2", "WS_KEEP_ALIVE_TIMEOUT": "0.2"})
-    yield server
-    server.stop()
-
-
-def stats(server: GunicornServer) -> dict[str, int]:
-    with urllib.request.urlopen(f"{server.http_url}/stats", timeout=TIMEOUT) as response:
-        return dict(json.load(response))
-
-
-def end_of_connection(client: RawClient) -> int | None:
-    """Read until the server ends the connection; the close code it sent, or None if it only closed TCP."""
-    code = None
-    while True:
-        try:
-            frame = client.read_frame()
-        except ConnectionResetError:
-            return code
-        if frame is None:
-            return code
-        if frame.opcode == OP_CLOSE:
-            code = frame.close_code if frame.payload else 1005
-
-
-garbage_streams = st.one_of(
-    st.binary(max_size=600),
-    st.lists(st.sampled_from([encode_frame(OP_TEXT, b"ok"), encode_frame(OP_CONT, b"x"), b"\x81\x85", b"\xff"]), max_size=6).map(b"".join),
-    st.builds(lambda frame, junk: frame + junk, st.sampled_from([encode_frame(OP_TEXT, b"hi", fin=False)]), st.binary(max_size=50)),
-)
-
-
-def test_garbage_after_the_handshake_always_ends_cleanly_and_leaks_nothing(fuzz_server: GunicornServer) -> None:
-    before = stats(fuzz_server)
-    outcomes: list[int | None] = []
-
-    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-    @given(garbage_streams)
-    def one(garbage: bytes) -> None:
-        with RawClient(fuzz_server.port, timeout=TIMEOUT) as client:
-            client.handshake("/ws")
-            client.send(garbage)
-            started = time.monotonic()
-            code = end_of_connection(client)  # never hangs: keep-alive ends a connection left waiting
-            assert time.monotonic() - started < TIMEOUT
-            assert code is None or code in VALID_CLOSE_CODES | {1005}, code
-            outcomes.append(code)
-
-    one()
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:  # the server's last teardown may finish just after our EOF
-        after = stats(fuzz_server)
-        if after == before:
-            break
-        time.sleep(0.05)
-    assert after["open_websockets"] == 0
-    assert after["greenlets"] <= before["greenlets"], (before, after)
-    assert after["fds"] <= before["fds"], (before, after)
-    assert len(outcomes) >= 30

@@ -11,6 +11,8 @@ from wsgi_ws.protocol.errors import HandshakeRefused
 from wsgi_ws.protocol.handshake import accept_response, is_upgrade_request, validate_request
 from wsgi_ws.protocol.origins import OriginPolicy
 
+pytestmark = pytest.mark.unit
+
 ALL = OriginPolicy(("*",))
 
 

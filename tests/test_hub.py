@@ -1,171 +1,144 @@
-"""The broadcast hub: groups in one worker (memory), across two workers and outside publishers (Redis)."""
+"""The hub with a fake backend and fake members: groups, order, leaving, and slow members closed with 1013."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import threading
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack
+import logging
+from collections.abc import Callable
+from typing import Any, cast
 
 import pytest
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import ServerFactory
-from tests.constants import TIMEOUT
-from tests.redis_server import REDIS, RedisServer
-from tests.server import GunicornServer
-from wsgi_ws.hub import decode, encode, publish
+from wsgi_ws.connection.websocket import WebSocket
+from wsgi_ws.exceptions import ConnectionClosed
+from wsgi_ws.hub import Hub
+from wsgi_ws.protocol.assembler import Message
 
-ROUTES = "tests.apps.routes:app"
+pytestmark = pytest.mark.unit
 
 
-def join(stack: ExitStack, server: GunicornServer, group: str) -> tuple[ClientConnection, int]:
-    """Connect to the group; returns the connection and the pid of the worker serving it."""
-    ws = stack.enter_context(connect(f"{server.url}/hub/{group}", open_timeout=TIMEOUT, max_size=None))
-    return ws, json.loads(ws.recv(timeout=TIMEOUT))["pid"]
+class FakeBackend:
+    def __init__(self) -> None:
+        self.starts = 0
+        self.deliver: Callable[[str, Message], None] | None = None
+        self.published: list[tuple[str, Message | bytearray | memoryview]] = []
+
+    def start(self, deliver: Callable[[str, Message], None]) -> None:
+        self.starts += 1
+        self.deliver = deliver
+
+    def publish(self, group: str, message: Message | bytearray | memoryview) -> bool:
+        self.published.append((group, message))
+        return True
 
 
-def members(server: GunicornServer, group: str) -> int:
-    with urllib.request.urlopen(f"{server.http_url}/hub-members/{group}", timeout=TIMEOUT) as response:
-        return int(json.load(response)["members"])
+class FakeMember:
+    """What the hub uses of a WebSocket."""
+
+    def __init__(self, name: str, fail_after: int | None = None) -> None:
+        self.path, self.peer = "/hub", name
+        self.received: list[Message] = []
+        self.callbacks: list[Callable[[], object]] = []
+        self.aborted: tuple[int, str] | None = None
+        self.fail_after = fail_after
+
+    def on_finish(self, callback: Callable[[], object]) -> None:
+        self.callbacks.append(callback)
+
+    def send(self, message: Message) -> None:
+        if self.fail_after is not None and len(self.received) >= self.fail_after:
+            raise ConnectionClosed.of(1006)
+        self.received.append(message)
+
+    def abort(self, code: int, reason: str) -> None:
+        self.aborted = (code, reason)
+
+    def finish(self) -> None:
+        for callback in self.callbacks:
+            callback()
 
 
-@pytest.mark.parametrize("message", ["text ✓", b"\x00binary", "", b""])
-def test_payload_encoding_round_trips(message: str | bytes) -> None:
-    assert decode(encode(message)) == message and type(decode(encode(message))) is type(message)
+class Spawner:
+    def __init__(self) -> None:
+        self.started: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+
+    def __call__(self, function: Callable[..., Any], *args: Any) -> None:
+        self.started.append((function, args))
+
+    def run_all(self) -> None:
+        while self.started:
+            function, args = self.started.pop(0)
+            function(*args)
 
 
-# In memory, one worker.
+def make(queue_limit: int = 100) -> tuple[Hub, FakeBackend, Spawner]:
+    backend, spawn = FakeBackend(), Spawner()
+    return Hub(backend, queue_limit, spawn, pause=lambda: None), backend, spawn
 
 
-def test_memory_hub_delivers_to_every_member_in_order_and_forgets_closed_ones(test_app_server: GunicornServer) -> None:
-    with ExitStack() as stack:
-        clients = [join(stack, test_app_server, "room")[0] for _ in range(3)]
-        for number in range(100):
-            clients[number % 3].send(f"#{number}" if number % 2 else f"#{number}".encode())
-        expected = [f"#{n}" if n % 2 else f"#{n}".encode() for n in range(100)]
-        for ws in clients:
-            got = [ws.recv(timeout=TIMEOUT) for _ in range(100)]
-            assert sorted(got, key=lambda m: int(m[1:])) == expected, "everything arrives, text as text, binary as binary"
-            for publisher in range(3):  # in order per publisher (publishers race each other)
-                mine = [m for m in got if int(m[1:]) % 3 == publisher]
-                assert mine == [m for m in expected if int(m[1:]) % 3 == publisher]
-        assert members(test_app_server, "room") == 3
-        clients[0].close()
-        clients[1].send("after one left")
-        assert clients[2].recv(timeout=TIMEOUT) == "after one left"
-        assert clients[1].recv(timeout=TIMEOUT) == "after one left"
-        assert members(test_app_server, "room") == 2
+def ws(member: FakeMember) -> WebSocket:
+    return cast(WebSocket, member)
 
 
-def test_groups_are_separate(test_app_server: GunicornServer) -> None:
-    with ExitStack() as stack:
-        red, _ = join(stack, test_app_server, "red")
-        blue, _ = join(stack, test_app_server, "blue")
-        red.send("for red")
-        blue.send("for blue")
-        assert red.recv(timeout=TIMEOUT) == "for red"
-        assert blue.recv(timeout=TIMEOUT) == "for blue"
+def test_members_of_a_group_get_every_message_in_order_and_other_groups_none() -> None:
+    hub, backend, spawn = make()
+    alice, bob, carol = FakeMember("alice"), FakeMember("bob"), FakeMember("carol")
+    hub.join(ws(alice), "lobby")
+    hub.join(ws(bob), "lobby")
+    hub.join(ws(carol), "kitchen")
+    assert backend.starts == 1, "the backend starts once, on the first join"
+    assert hub.publish("lobby", "one") and backend.published == [("lobby", "one")]
+    assert backend.deliver is not None
+    for text in ("one", "two", "three"):
+        backend.deliver("lobby", text)
+    spawn.run_all()
+    assert alice.received == bob.received == ["one", "two", "three"] and carol.received == []
+    assert hub.members("lobby") == 2 and hub.members("kitchen") == 1 and hub.members("nowhere") == 0
 
 
-def test_slow_consumer_is_closed_with_1013_and_the_others_keep_pace(start_server: ServerFactory) -> None:
-    server = start_server(ROUTES, WS_HUB_QUEUE_LIMIT="1000")
-    count, size = 5000, 4096
-    with ExitStack() as stack:
-        reader, _ = join(stack, server, "flood")
-        sleeper, _ = join(stack, server, "flood")  # never reads
-        received: list[bytes] = []
-
-        def read_all() -> None:
-            for _ in range(count):
-                message = reader.recv(timeout=3 * TIMEOUT)
-                assert isinstance(message, bytes)
-                received.append(message[:8])
-
-        thread = threading.Thread(target=read_all)
-        thread.start()
-        reader.send(f"flood {count} {size} 2000")  # 8 MB/s: the reader keeps up even on a busy machine
-        thread.join(6 * TIMEOUT)
-        assert received == [f"{n:08d}".encode() for n in range(count)]
-        with pytest.raises(ConnectionClosed):  # the sleeper finds its connection ended once it looks
-            while True:
-                sleeper.recv(timeout=TIMEOUT)
-    assert "fell 1000 messages behind; closing it with 1013" in server.log()
-    assert members(server, "flood") == 0
+def test_a_member_leaves_one_group_or_all_when_its_connection_ends() -> None:
+    hub, backend, spawn = make()
+    alice = FakeMember("alice")
+    hub.join(ws(alice), "lobby")
+    hub.join(ws(alice), "kitchen")
+    hub.leave(ws(alice), "kitchen")
+    assert hub.members("kitchen") == 0 and hub.members("lobby") == 1
+    alice.finish()  # the connection ended: its on_finish callback leaves every group
+    assert hub.members("lobby") == 0
+    assert backend.deliver is not None
+    backend.deliver("lobby", "after")
+    spawn.run_all()
+    assert alice.received == []
 
 
-# Redis, two workers, publishers outside gunicorn.
-
-if not shutil.which(REDIS):
-    pytestmark = pytest.mark.skipif(True, reason="redis-server missing (apt-get install redis-server); CI installs it")
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def redis_hub_server(redis_server: RedisServer) -> Iterator[GunicornServer]:
-    server = GunicornServer(ROUTES, env={"WS_HUB_URL": redis_server.url, "WSGI_WS_WORKERS": "2"})
-    yield server
-    server.stop()
+def test_a_member_whose_connection_closed_while_draining_is_forgotten() -> None:
+    hub, backend, spawn = make()
+    gone, staying = FakeMember("gone", fail_after=1), FakeMember("staying")
+    hub.join(ws(gone), "lobby")
+    hub.join(ws(staying), "lobby")
+    assert backend.deliver is not None
+    backend.deliver("lobby", "a")
+    backend.deliver("lobby", "b")
+    spawn.run_all()
+    assert gone.received == ["a"] and staying.received == ["a", "b"]
+    assert hub.members("lobby") == 1
 
 
-def connect_to_both_workers(stack: ExitStack, server: GunicornServer, group: str) -> list[ClientConnection]:
-    """Open connections until both workers serve at least two each (the kernel spreads accepts; bounded tries)."""
-    clients: dict[int, list[ClientConnection]] = {}
-    for _ in range(60):
-        ws, pid = join(stack, server, group)
-        clients.setdefault(pid, []).append(ws)
-        if len(clients) == 2 and all(len(group_clients) >= 2 for group_clients in clients.values()):
-            return [ws for group_clients in clients.values() for ws in group_clients]
-    raise AssertionError(f"connections did not reach two workers: {list(clients)}")
-
-
-def test_clients_on_different_workers_all_receive_every_message(redis_hub_server: GunicornServer) -> None:
-    with ExitStack() as stack:
-        clients = connect_to_both_workers(stack, redis_hub_server, "across")
-        for index, ws in enumerate(clients):
-            ws.send(f"from client {index}")
-            expected = f"from client {index}"
-            for other in clients:
-                assert other.recv(timeout=TIMEOUT) == expected
-        clients[0].send(b"\xffbinary through redis")
-        for other in clients:
-            assert other.recv(timeout=TIMEOUT) == b"\xffbinary through redis"
-
-
-def test_a_plain_python_process_can_publish(redis_hub_server: GunicornServer, redis_server: RedisServer) -> None:
-    with ExitStack() as stack:
-        clients = connect_to_both_workers(stack, redis_hub_server, "news")
-        for number in range(20):
-            publish(redis_server.url, "news", f"bulletin {number}")
-        for ws in clients:
-            assert [ws.recv(timeout=TIMEOUT) for _ in range(20)] == [f"bulletin {n}" for n in range(20)]
-
-
-def test_delivery_resumes_after_redis_restarts(redis_hub_server: GunicornServer, redis_server: RedisServer) -> None:
-    with ExitStack() as stack:
-        clients = connect_to_both_workers(stack, redis_hub_server, "restart")
-        clients[0].send("before")
-        for ws in clients:
-            assert ws.recv(timeout=TIMEOUT) == "before"
-        log_before = redis_hub_server.log().count("reconnected to Redis")
-        redis_server.stop()
-        redis_server.start()
-        deadline = time.monotonic() + 3 * TIMEOUT
-        while redis_hub_server.log().count("reconnected to Redis") < log_before + 2:  # both workers resubscribed
-            assert time.monotonic() < deadline, redis_hub_server.log()[-2000:]
-            time.sleep(0.05)
-        clients[-1].send("after")
-        for ws in clients:
-            assert ws.recv(timeout=TIMEOUT) == "after"
-    log = redis_hub_server.log()
-    assert "lost Redis at" in log and "messages published until it is back are lost" in log
+def test_a_member_that_falls_behind_the_queue_limit_is_closed_with_1013(caplog: pytest.LogCaptureFixture) -> None:
+    hub, backend, spawn = make(queue_limit=3)
+    slow, fast = FakeMember("slow"), FakeMember("fast")
+    hub.join(ws(slow), "lobby")
+    hub.join(ws(fast), "lobby")
+    assert backend.deliver is not None
+    with caplog.at_level(logging.WARNING, logger="wsgi_ws"):
+        for number in range(3):
+            backend.deliver("lobby", str(number))
+        fast_drain = [entry for entry in spawn.started if entry[1][0].ws is ws(fast)]
+        spawn.started = [entry for entry in spawn.started if entry not in fast_drain]
+        for function, args in fast_drain:
+            function(*args)  # the fast member drains; the slow one's drain never gets to run
+        backend.deliver("lobby", "3")
+    assert slow.aborted == (1013, "too slow: fell behind the broadcast")
+    assert "fell 3 messages behind" in caplog.text
+    assert hub.members("lobby") == 1
+    spawn.run_all()
+    assert fast.received == ["0", "1", "2", "3"]

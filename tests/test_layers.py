@@ -129,3 +129,30 @@ def test_no_class_over_300_lines() -> None:
             if isinstance(node, ast.ClassDef) and node.end_lineno is not None and node.end_lineno - node.lineno + 1 > 300:
                 long[f"{path.relative_to(PACKAGE)}:{node.name}"] = node.end_lineno - node.lineno + 1
     assert not long, f"classes over 300 lines: {long}"
+
+
+#: The test module of each source module whose test module is not simply ``test_<file name>.py``.
+TEST_MODULE = {
+    "__init__.py": "test_readme.py",  # the public names the README imports
+    "worker.py": "test_packaging.py",  # the short public paths: the wheel and the README's imports
+    "middleware.py": "test_servers.py",
+    "flask_ext.py": "test_flask_ext.py",
+    "protocol/__init__.py": "test_layers.py",
+    "protocol/session.py": "test_protocol.py",
+    "protocol/errors.py": "test_exceptions.py",
+    "connection/__init__.py": "test_layers.py",
+    "connection/info.py": "test_websocket.py",
+    "integrations/__init__.py": "test_layers.py",
+    "integrations/worker.py": "test_e2e_lifecycle.py",
+    "integrations/middleware.py": "test_servers.py",
+    "hub/__init__.py": "test_hub.py",
+    "hub/hub.py": "test_hub.py",
+    "hub/backends.py": "test_hub_backends.py",
+}
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[str(p.relative_to(PACKAGE)) for p in MODULES])
+def test_every_source_module_has_a_test_module(path: Path) -> None:
+    source = str(path.relative_to(PACKAGE))
+    test_module = TEST_MODULE.get(source, f"test_{path.name}")
+    assert (Path(__file__).parent / test_module).exists(), f"{source} has no test module {test_module}"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any, cast
 
 import pytest
 
 from tests.server import ROOT
 from wsgi_ws.exceptions import InvalidOption
 from wsgi_ws.options import WebSocketOptions
+
+pytestmark = pytest.mark.unit
 
 
 def test_defaults_follow_aspnet_core() -> None:
@@ -60,7 +63,7 @@ def test_values_are_read_from_text(name: str, text: str, value: object) -> None:
 )
 def test_bad_values_raise_naming_the_setting(name: str, value: object, words: str) -> None:
     with pytest.raises(InvalidOption) as caught:
-        WebSocketOptions().replace(**{name: value})
+        WebSocketOptions().replace(**cast(dict[str, Any], {name: value}))
     assert name in str(caught.value) and words in str(caught.value)
 
 

@@ -6,6 +6,8 @@ import pytest
 
 from wsgi_ws.protocol.origins import OriginPolicy, check_pattern, normalize_origin
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("origin", "normal"),

@@ -8,7 +8,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import pytest
+
 import wsgi_ws
+
+pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parent.parent
 

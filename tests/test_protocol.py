@@ -9,6 +9,8 @@ from tests.wsclient import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TE
 from wsgi_ws.protocol import Session
 from wsgi_ws.protocol.errors import SessionClosed, UsageError
 
+pytestmark = pytest.mark.unit
+
 
 def feed(data: bytes, byte_by_byte: bool, max_size: int | None = 1 << 20) -> Session:
     session = Session(max_size)
@@ -263,7 +265,12 @@ def test_compressed_sessions_keep_the_careful_path(monkeypatch: pytest.MonkeyPat
     session = Session(1 << 20, extensions=[extension])
     parsed: list[bytes] = []
     original = session._protocol.receive_data
-    monkeypatch.setattr(session._protocol, "receive_data", lambda data: (parsed.append(data), original(data)))
+
+    def spy(data: bytes) -> None:
+        parsed.append(data)
+        original(data)
+
+    monkeypatch.setattr(session._protocol, "receive_data", spy)
     session.receive_data(SIMPLE[0] + SIMPLE[1])
     assert parsed and list(session.assembler.peek()) == [b"000", "001"]
 

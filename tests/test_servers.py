@@ -21,7 +21,9 @@ from websockets.sync.client import connect
 from tests.constants import TIMEOUT
 from tests.nginx import free_port
 from tests.server import ROOT, GunicornServer
-from tests.wsclient import OP_TEXT, RawClient, upgrade_request
+from tests.wsclient import OP_PING, OP_TEXT, RawClient, upgrade_request
+
+pytestmark = pytest.mark.e2e
 
 ROUTES = "tests.apps.routes:app"
 
@@ -148,6 +150,43 @@ def test_partial_reads(server: GunicornServer | FlaskRun) -> None:
     assert (report["bytes"], report["largest"]) == (10000, 4096)
 
 
+def test_a_route_with_a_smaller_message_limit_applies_it_to_its_own_connections_only(server: GunicornServer | FlaskRun) -> None:
+    with RawClient(server.port) as client:
+        client.handshake("/route/small")
+        assert json.loads(client.read_message()[1])["max_message_size"] == 100
+        client.send_frame(OP_TEXT, b"x" * 100)
+        assert client.read_message() == (OP_TEXT, b"x" * 100)
+        client.send_frame(OP_TEXT, b"x" * 101)
+        assert client.expect_close().close_code == 1009
+    with connect(f"{server.url}/ws", open_timeout=TIMEOUT) as ws:  # the process's 1 MiB elsewhere
+        ws.send("x" * 101)
+        assert ws.recv(timeout=TIMEOUT) == "x" * 101
+
+
+def test_a_route_with_its_own_keep_alive_interval_pings_on_its_schedule(server: GunicornServer | FlaskRun) -> None:
+    with RawClient(server.port) as client:
+        client.handshake("/route/pings")
+        assert json.loads(client.read_message()[1])["keep_alive_interval"] == 0.2  # the process's is 120 s
+        frame = client.read_frame()  # silence: the route's 0.2 s interval brings a ping well within TIMEOUT
+        assert frame is not None and frame.opcode == OP_PING and frame.payload == b"keep-alive"
+
+
+def test_a_route_with_its_own_origins_refuses_others_before_accept(server: GunicornServer | FlaskRun) -> None:
+    with RawClient(server.port) as client:
+        client.send(upgrade_request("/route/narrow", headers={"Origin": "https://other.example"}))
+        response = client.read_response()
+        assert response.status == 403 and b"https://other.example" in response.body
+    with RawClient(server.port) as client:
+        client.handshake("/route/narrow", headers={"Origin": "https://app.example"})
+        assert json.loads(client.read_message()[1])["max_message_size"] == 1024 * 1024
+
+
+def test_a_route_on_a_blueprint_is_served_under_its_prefix(server: GunicornServer | FlaskRun) -> None:
+    with connect(f"{server.url}/rooms/echo", open_timeout=TIMEOUT) as ws:
+        ws.send("from a blueprint")
+        assert ws.recv(timeout=TIMEOUT) == "from a blueprint"
+
+
 def test_unsupported_server_refuses_clearly_instead_of_hanging() -> None:
     """wsgiref exposes no socket: the first WebSocket request gets 500 with the reason."""
     from tests.apps.routes import app
@@ -180,5 +219,9 @@ def test_plain_wsgi_app_with_the_middleware(worker: str) -> None:
             assert ws.recv(timeout=TIMEOUT) == "no flask here"
         with urllib.request.urlopen(f"{server.http_url}/", timeout=TIMEOUT) as response:
             assert response.read() == b"plain WSGI page\n"
+        with RawClient(server.port) as client:  # the middleware's own keep_alive_interval (0.2 s; the process's is 120 s)
+            client.handshake("/any/path")
+            frame = client.read_frame()
+            assert frame is not None and frame.opcode == OP_PING
     finally:
         server.stop()

@@ -10,6 +10,8 @@ from websockets.exceptions import InvalidStatus
 from tests.constants import TIMEOUT
 from wsgi_ws.testing import TestServer, serve
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

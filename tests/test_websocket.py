@@ -1,4 +1,4 @@
-"""The blocking WebSocket over a socketpair, with real threads: accept, receive, send, corking, close."""
+"""The blocking WebSocket over a socketpair, with real threads: accept, receive, send, corking, close, misuse."""
 
 from __future__ import annotations
 
@@ -15,12 +15,15 @@ from tests.constants import TIMEOUT
 from tests.wsclient import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, RawClient, close_payload, encode_frame
 from wsgi_ws.connection.keepalive import ConnectionMonitor
 from wsgi_ws.connection.websocket import WebSocket
-from wsgi_ws.exceptions import ConnectionClosed
+from wsgi_ws.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK, InvalidArgument, InvalidState, WebSocketError
 from wsgi_ws.integrations.handler import finish
 from wsgi_ws.options import WebSocketOptions
 from wsgi_ws.protocol.handshake import HandshakeRequest
+from wsgi_ws.protocol.state import ConnectionState
 
-REQUEST = HandshakeRequest(key="dGhlIHNhbXBsZSBub25jZQ==", origin=None, subprotocols=("b", "a"), extensions="")
+pytestmark = pytest.mark.socket
+
+REQUEST = HandshakeRequest(key="dGhlIHNhbXBsZSBub25jZQ==", origin=None, subprotocols=("b", "a"))
 
 
 class CountingSocket:
@@ -280,3 +283,75 @@ def test_a_large_message_is_written_from_its_own_buffer_after_the_small_frames_b
     # alone); the rest of the payload is written from the message itself, not from a joined copy.
     assert counting.sizes[0] == 7 + 10 + 65536
     assert counting.sizes[1] == len(big) - 65536
+
+
+def test_misuse_raises_errors_of_the_tree(pair: Callable[..., tuple[WebSocket, Peer, CountingSocket]]) -> None:
+    ws, peer, _ = pair()
+    with pytest.raises(InvalidArgument, match="not offered"):
+        ws.accept("c")
+    ws.accept()
+    peer.read_response()
+    with pytest.raises(InvalidState, match="already accepted"):
+        ws.accept()
+    with pytest.raises(InvalidState, match="before the WebSocket is accepted"):
+        ws.reconfigure(WebSocketOptions())
+    with pytest.raises(InvalidArgument, match="125 bytes"):
+        ws.ping(b"x" * 126)
+    with pytest.raises(InvalidArgument, match="UTF-8"):
+        ws.send(b"\xff", binary=False)
+    with pytest.raises(InvalidArgument, match="123 bytes"):
+        ws.close(1000, "x" * 124)
+    with pytest.raises(InvalidArgument, match="invalid close code"):
+        ws.close(999)
+    for error in (InvalidArgument, InvalidState):
+        assert issubclass(error, WebSocketError)
+
+
+def test_the_lifecycle_moves_through_its_states(pair: Callable[..., tuple[WebSocket, Peer, CountingSocket]]) -> None:
+    ws, peer, _ = pair(close_timeout=0.2)
+    states = [ws.state]
+    ws.accept()
+    peer.read_response()
+    states.append(ws.state)
+    assert states == [ConnectionState.CONNECTING, ConnectionState.OPEN] and not ws.closed
+    peer.send_frame(OP_TEXT, b"unread")
+    peer.send_frame(OP_CLOSE, close_payload(4000, "bye"))
+    assert ws.receive() == "unread"
+    assert ws.state is ConnectionState.CLOSING and ws.closed
+    assert ws.receive() is None
+    with pytest.raises(ConnectionClosedError) as caught:
+        ws.receive()
+    assert caught.value.rcvd is not None and (caught.value.rcvd.code, caught.value.close_code) == (4000, 4000)
+    ws.end()
+    assert ws.state is ConnectionState.CLOSED
+
+
+def test_an_abort_is_closed_with_its_own_code(pair: Callable[..., tuple[WebSocket, Peer, CountingSocket]]) -> None:
+    ws, peer, _ = pair()
+    ws.accept()
+    peer.read_response()
+    ws.abort(1013, "too slow")
+    assert ws.state is ConnectionState.CLOSED and ws.closed and (ws.close_code, ws.close_reason) == (1013, "too slow")
+    frame = peer.read_frame()
+    assert frame is not None and frame.close_code == 1013
+    with pytest.raises(ConnectionClosedError):
+        ws.send("after")
+
+
+def test_a_normal_close_raises_connection_closed_ok_afterwards(pair: Callable[..., tuple[WebSocket, Peer, CountingSocket]]) -> None:
+    ws, peer, _ = pair()
+    ws.accept()
+    peer.read_response()
+    peer.send_frame(OP_CLOSE, close_payload(1000))
+    assert ws.receive() is None
+    with pytest.raises(ConnectionClosedOK):
+        ws.send("late")
+
+
+def test_a_zero_timeout_raises_at_once_instead_of_spinning(pair: Callable[..., tuple[WebSocket, Peer, CountingSocket]]) -> None:
+    ws, peer, _ = pair()
+    ws.accept()
+    with pytest.raises(TimeoutError):
+        ws.receive(timeout=0)
+    peer.send_frame(OP_TEXT, b"now")
+    assert ws.receive(timeout=TIMEOUT) == "now"

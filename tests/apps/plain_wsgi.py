@@ -20,4 +20,5 @@ def echo_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Ite
     return []
 
 
-app = WebSocketMiddleware(echo_app, WebSocketOptions(subprotocols=("plain.v1",)))
+# Its own options: under the gevent worker too, all of them apply (keep-alive included), not the process's.
+app = WebSocketMiddleware(echo_app, WebSocketOptions(subprotocols=("plain.v1",), keep_alive_interval=0.2))

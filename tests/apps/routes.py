@@ -10,7 +10,7 @@ import threading
 import time
 
 import greenlet
-from flask import Flask, Response, abort, request
+from flask import Blueprint, Flask, Response, abort, request
 
 from wsgi_ws import WebSocket, metrics
 from wsgi_ws.flask_ext import WebSockets
@@ -18,6 +18,7 @@ from wsgi_ws.hub import current_hub
 
 app = Flask(__name__)
 sockets = WebSockets(app)
+rooms = Blueprint("rooms", __name__)
 
 
 @sockets.route("/ws")
@@ -209,3 +210,39 @@ def hub_member(ws: WebSocket, group: str) -> None:
 def hub_members(group: str) -> dict[str, int]:
     """Members of ``group`` in this worker."""
     return {"members": current_hub().members(group), "pid": os.getpid()}
+
+
+def _report_options(ws: WebSocket) -> None:
+    """Send the options this connection runs with, then echo."""
+    options = ws.options
+    ws.send(json.dumps({"max_message_size": options.max_message_size, "keep_alive_interval": options.keep_alive_interval}))
+    for message in ws:
+        ws.send(message)
+
+
+@sockets.route("/route/small", max_message_size=100)
+def small_messages(ws: WebSocket) -> None:
+    """Per-route options: messages over 100 bytes close this route's connections with 1009."""
+    _report_options(ws)
+
+
+@sockets.route("/route/pings", keep_alive_interval=0.2)
+def frequent_pings(ws: WebSocket) -> None:
+    """Per-route options: this route pings after 0.2 s of silence (the process default is 120 s)."""
+    _report_options(ws)
+
+
+@sockets.route("/route/narrow", allowed_origins=["https://app.example"])
+def narrow_origins(ws: WebSocket) -> None:
+    """Per-route options: only https://app.example may connect here."""
+    _report_options(ws)
+
+
+@sockets.route("/echo", bp=rooms)
+def room_echo(ws: WebSocket) -> None:
+    """A route on a blueprint, served under the blueprint's prefix."""
+    for message in ws:
+        ws.send(message)
+
+
+app.register_blueprint(rooms, url_prefix="/rooms")

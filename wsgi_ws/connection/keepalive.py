@@ -23,18 +23,28 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..protocol.session import CloseCode
-from .transport import Transport
 
-__all__ = ["ConnectionMonitor", "KeptAlive", "due", "spawn_background"]
+__all__ = ["ConnectionMonitor", "KeepAliveState", "KeptAlive", "due", "spawn_background", "tick_for"]
 
 log = logging.getLogger("wsgi_ws")
+
+
+class KeepAliveState(Protocol):
+    """A connection's keep-alive state (its :class:`~wsgi_ws.connection.transport.Transport` keeps it)."""
+
+    last_received: float
+    ping_sent_at: float | None
+    keep_alive_busy: bool
+
+    def read_ahead(self) -> None:
+        """Read what has arrived, without blocking, if nobody else is reading."""
 
 
 class KeptAlive(Protocol):
     """What keep-alive needs of a connection (``WebSocket`` has it)."""
 
     @property
-    def transport(self) -> Transport: ...
+    def transport(self) -> KeepAliveState: ...
 
     @property
     def keep_alive(self) -> tuple[float | None, float | None]:

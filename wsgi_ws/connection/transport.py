@@ -154,7 +154,10 @@ class Transport:
             if not wait:
                 sock.settimeout(0.0)
             elif deadline is not None:
-                sock.settimeout(max(deadline - time.monotonic(), 0.0))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:  # a timeout of 0 would make the socket non-blocking, not raise
+                    raise TimeoutError
+                sock.settimeout(remaining)
             data = sock.recv(self.read_size)
             self.bytes_received += len(data)
         except (BlockingIOError, ssl.SSLWantReadError):  # a read-ahead found nothing to read (TLS says so its own way)

@@ -75,7 +75,7 @@ class WebSockets:
 
     def __init__(self, app: Flask | None = None) -> None:
         self.app = app
-        self._routes: list[tuple[str, Handler, dict[str, Any]]] = []
+        self._routes: list[tuple[str, Handler, dict[str, Any], RouteOptions | None]] = []
         if app is not None:
             self.init_app(app)
 
@@ -89,8 +89,8 @@ class WebSockets:
         settings = {key: value for key, value in app.config.items() if key.startswith(CONFIG_PREFIX)}
         if settings:
             configure(current_options().merged(settings, CONFIG_PREFIX))
-        for rule, handler, kwargs in self._routes:
-            _register(app, rule, handler, kwargs)
+        for rule, handler, kwargs, route_options in self._routes:
+            _register(app, rule, handler, kwargs, route_options)
         self._routes.clear()
 
     @property
@@ -113,7 +113,7 @@ class WebSockets:
             if bp is not None:
                 _register(bp, rule, handler, kwargs, route_options)
             elif self.app is None:
-                self._routes.append((rule, handler, {**kwargs, "_route_options": route_options}))
+                self._routes.append((rule, handler, kwargs, route_options))
             else:
                 _register(self.app, rule, handler, kwargs, route_options)
             return handler
@@ -121,11 +121,8 @@ class WebSockets:
         return decorator
 
 
-def _register(
-    target: Flask | Blueprint, rule: str, handler: Handler, kwargs: dict[str, Any], route_options: RouteOptions | None = None
-) -> None:
+def _register(target: Flask | Blueprint, rule: str, handler: Handler, kwargs: dict[str, Any], route_options: RouteOptions | None) -> None:
     kwargs = dict(kwargs)
-    route_options = kwargs.pop("_route_options", route_options)
     endpoint = kwargs.pop("endpoint", handler.__name__)
 
     @functools.wraps(handler)
