@@ -15,7 +15,7 @@ TEXT, BINARY, CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 def test_whole_and_fragmented_messages_come_out_in_order_with_their_types() -> None:
     assembler = Assembler()
     assembler.add_frame(TEXT, b"caf", False)
-    assert assembler.in_message and not assembler.has_message()
+    assert assembler.in_message and not assembler.waiting()
     assembler.add_frame(CONT, b"\xc3", False)  # a character split across fragments
     assembler.add_frame(CONT, b"\xa9", True)
     assembler.add_frame(BINARY, b"\x00", False)

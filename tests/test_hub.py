@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
 import pytest
 
+from tests.fakes import Spawner
 from wsgi_ws.connection.websocket import WebSocket
 from wsgi_ws.exceptions import ConnectionClosed
 from wsgi_ws.hub import Hub
@@ -55,19 +56,6 @@ class FakeMember:
     def finish(self) -> None:
         for callback in self.callbacks:
             callback()
-
-
-class Spawner:
-    def __init__(self) -> None:
-        self.started: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
-
-    def __call__(self, function: Callable[..., Any], *args: Any) -> None:
-        self.started.append((function, args))
-
-    def run_all(self) -> None:
-        while self.started:
-            function, args = self.started.pop(0)
-            function(*args)
 
 
 def make(queue_limit: int = 100) -> tuple[Hub, FakeBackend, Spawner]:

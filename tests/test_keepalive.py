@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
+from tests.fakes import Spawner
 from wsgi_ws.connection.keepalive import ConnectionMonitor, due, tick_for
 
 pytestmark = pytest.mark.unit
@@ -53,20 +52,6 @@ class FakeConnection:
     def close(self, code: int = 1000, reason: str | bytes = "") -> None:
         self.closes.append((code, reason))
         raise ConnectionResetError("already gone")  # close_all must not care
-
-
-class Spawner:
-    def __init__(self) -> None:
-        self.started: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
-
-    def __call__(self, function: Callable[..., Any], *args: Any) -> None:
-        self.started.append((function, args))
-
-    def run_all(self) -> int:
-        started, self.started = self.started, []
-        for function, args in started:
-            function(*args)
-        return len(started)
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ def test_a_second_caller_waits_for_the_reader_and_sees_what_it_read(
     transport_, session, client, _ = transport
     assembler = session.assembler
     results: list[bool] = []
-    readers = [threading.Thread(target=lambda: results.append(transport_.wait_for(session, assembler.has_message, None))) for _ in range(2)]
+    readers = [threading.Thread(target=lambda: results.append(transport_.wait_for(session, assembler.waiting, None))) for _ in range(2)]
     for reader in readers:
         reader.start()
     client.sendall(encode_frame(OP_TEXT, b"one"))
@@ -50,7 +50,7 @@ def test_a_second_caller_waits_for_the_reader_and_sees_what_it_read(
 def test_a_wait_with_a_deadline_raises_timeout(transport: tuple[Transport, Session, socket.socket, list[Callable[[], None]]]) -> None:
     transport_, session, _, _ = transport
     with pytest.raises(TimeoutError):
-        transport_.wait_for(session, session.assembler.has_message, 0.0)
+        transport_.wait_for(session, session.assembler.waiting, 0.0)
 
 
 def test_writes_are_corked_while_messages_wait_and_flushed_by_the_deferred_call(
@@ -60,7 +60,7 @@ def test_writes_are_corked_while_messages_wait_and_flushed_by_the_deferred_call(
     session.receive_data(encode_frame(OP_TEXT, b"unread"))
     with transport_.lock:
         session.send_message("reply")
-        assert transport_.corked_write(5)
+        assert transport_.corking and transport_.cork(5)
     assert len(deferred) == 1 and transport_.bytes_sent == 0
     deferred.pop()()
     assert client.recv(100) == b"\x81\x05reply" and transport_.bytes_sent == 7
@@ -71,7 +71,7 @@ def test_a_close_from_the_peer_moves_the_lifecycle_to_closing(
 ) -> None:
     transport_, session, client, _ = transport
     client.sendall(encode_frame(OP_CLOSE, close_payload(1000)))
-    assert not transport_.wait_for(session, session.assembler.has_message, None)
+    assert not transport_.wait_for(session, session.assembler.waiting, None)
     assert transport_.lifecycle.state is ConnectionState.CLOSING
     assert client.recv(100) == b"\x88\x02\x03\xe8", "the close is answered at once"
 

@@ -355,3 +355,13 @@ def test_a_zero_timeout_raises_at_once_instead_of_spinning(pair: Callable[..., t
         ws.receive(timeout=0)
     peer.send_frame(OP_TEXT, b"now")
     assert ws.receive(timeout=TIMEOUT) == "now"
+
+
+def test_wait_closed_returns_when_the_peer_closes_with_messages_unread(pair: Callable[..., tuple[WebSocket, Peer, CountingSocket]]) -> None:
+    ws, peer, _ = pair()
+    ws.accept()
+    peer.read_response()
+    peer.send_frame(OP_TEXT, b"never read")
+    peer.send_frame(OP_CLOSE, close_payload(1000))
+    assert ws.wait_closed(timeout=TIMEOUT)
+    assert ws.receive() == "never read", "the message stays queued for a later receive"

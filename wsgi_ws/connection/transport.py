@@ -7,7 +7,7 @@ to the session. Messages are never lost between several callers.
 
 Writing is corked: a reply sent while the handler still has received messages to process is queued, and everything
 queued goes out in one write when the handler is about to block, when enough is queued, or at the next turn of the
-event loop (:meth:`Transport.corked_write`); a send with nothing left to process goes out at once. So a burst of
+event loop (:meth:`Transport.cork`); a send with nothing left to process goes out at once. So a burst of
 messages parsed from one read is answered with one write, and a background writer is never delayed.
 """
 
@@ -50,6 +50,7 @@ class Transport:
         "_waiting",
         "bytes_received",
         "bytes_sent",
+        "corking",
         "keep_alive_busy",
         "last_received",
         "lifecycle",
@@ -64,7 +65,9 @@ class Transport:
         self.sock = sock
         self.lifecycle = lifecycle
         self.session: Session | None = None
-        self._defer = defer  # runs a callable at the next turn of the event loop; None: never cork (threads)
+        self._defer = defer  # runs a callable at the next turn of the event loop
+        #: True when writes may be corked (the server gave a ``defer``; under threads they never are).
+        self.corking = defer is not None
         self.lock = threading.Lock()
         self._reader = threading.Lock()  # held by whoever is reading the socket
         self._arrivals: threading.Condition | None = None  # signalled after every read; made when first waited on
@@ -191,21 +194,19 @@ class Transport:
 
     # Writing.
 
-    def corked_write(self, size: int) -> bool:
-        """After queuing ``size`` bytes (``lock`` held): write now, or leave it to a flush soon; False if the socket broke.
+    def cork(self, size: int) -> bool:
+        """Leave ``size`` bytes just queued to a flush at the event loop's next turn; False when enough is queued to write now.
 
-        Corks only while the handler has received messages left to process (it will reply again soon).
+        Only when :attr:`corking` (the server gave a ``defer``); the caller writes with :meth:`write_pending` on False.
         """
-        session = self.session
-        assert session is not None
-        if self._defer is not None and session.assembler.has_message():
-            self._corked += size
-            if self._corked < CORK_LIMIT:
-                if not self._flush_scheduled:
-                    self._flush_scheduled = True
-                    self._defer(self._deferred_flush)
-                return True
-        return self.write_pending()
+        assert self._defer is not None
+        self._corked += size
+        if self._corked >= CORK_LIMIT:
+            return False
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._defer(self._deferred_flush)
+        return True
 
     def flush(self) -> None:
         """Write every queued frame now."""
@@ -222,7 +223,8 @@ class Transport:
     def write_pending(self) -> bool:
         """Write what the session has queued, in order (``lock`` held); False if the socket broke."""
         session = self.session
-        assert session is not None
+        if session is None:  # nothing was ever accepted on this socket
+            return True
         chunks = session.data_to_send()
         self._corked = 0
         if not chunks:

@@ -129,14 +129,13 @@ class WebSocket(ConnectionInfo):
         """
         session = self._session or self._open_session()
         assembler = session.assembler
-        message = assembler.pop_message()
-        if message is not None:
+        if assembler:  # whole messages wait (the assembler is their queue; truth is one C call)
             self.messages_received += 1
-            return message
+            return assembler.take()
         if session.streaming:
             return _receive_assembled(self, timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.transport.wait_for(session, assembler.has_message, deadline):
+        while self.transport.wait_for(session, assembler.waiting, deadline):
             message = assembler.pop_message()
             if message is not None:  # else another receiver was quicker
                 self.messages_received += 1
@@ -226,7 +225,10 @@ class WebSocket(ConnectionInfo):
             except UnicodeDecodeError as exc:
                 raise InvalidArgument(f"a text message must be UTF-8: {exc}") from None
             self.messages_sent += 1
-            if not transport.corked_write(len(message)):
+            # Cork while the handler has received messages left to answer: it will send again soon.
+            if transport.corking and session.assembler and transport.cork(len(message)):
+                return
+            if not transport.write_pending():
                 raise self._closed_error()
 
     def ping(self, data: bytes = b"") -> None:

@@ -62,6 +62,16 @@ class RouteOptions:
         self._base: WebSocketOptions | None = None
         self._resolved: WebSocketOptions | None = None
 
+    def reconfigure(self, ws: WebSocket, environ: Any) -> HTTPErrorApp | None:
+        """Give a connection not yet accepted this route's options; the 403 if the route's origin policy refuses it."""
+        options = self.apply(ws.options)
+        if self.checks_origin:
+            refused = check_origin(environ, options)
+            if refused is not None:
+                return refused
+        ws.reconfigure(options)
+        return None
+
     def apply(self, base: WebSocketOptions) -> WebSocketOptions:
         """``base`` (the server's or middleware's options) with this route's changes; cached for the same base."""
         if base is not self._base or self._resolved is None:
@@ -131,12 +141,9 @@ def _register(target: Flask | Blueprint, rule: str, handler: Handler, kwargs: di
         if ws is None:
             return HTTPErrorApp(400, _NOT_WEBSOCKET)
         if route_options is not None and not ws.accepted:
-            options = route_options.apply(ws.options)
-            if route_options.checks_origin:
-                refused = check_origin(request.environ, options)
-                if refused is not None:
-                    return refused
-            ws.reconfigure(options)
+            refused = route_options.reconfigure(ws, request.environ)
+            if refused is not None:
+                return refused
         try:
             # A call with **values costs a C frame that the idle handler's greenlet keeps (~0.8 KB); most routes have none.
             result = handler(ws, **values) if values else handler(ws)
