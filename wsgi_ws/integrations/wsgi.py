@@ -40,11 +40,8 @@ def prepare(environ: MutableMapping[str, Any], options: WebSocketOptions) -> Han
 
 def check_origin(environ: MutableMapping[str, Any], options: WebSocketOptions) -> HTTPErrorApp | None:
     """The 403 answer when ``options``' origin policy refuses this request's ``Origin`` (a route's or middleware's own)."""
-    origin = environ.get("HTTP_ORIGIN")
-    if options.origin_policy.allows(origin):
-        return None
-    reason = "an Origin header is required" if origin is None else f"origin {origin!r} is not allowed"
-    return refuse(environ, 403, reason)
+    refusal = options.origin_policy.refusal(environ.get("HTTP_ORIGIN"))
+    return None if refusal is None else refuse(environ, 403, refusal)
 
 
 def refuse(

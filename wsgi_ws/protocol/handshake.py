@@ -90,9 +90,9 @@ def validate_request(environ: Mapping[str, Any], origins: OriginPolicy) -> Hands
     if not _is_valid_key(key):
         raise HandshakeRefused(400, "Sec-WebSocket-Key must be 16 bytes in base64 (RFC 6455 §4.1)")
     origin = environ.get("HTTP_ORIGIN")
-    if not origins.allows(origin):
-        reason = "an Origin header is required" if origin is None else f"origin {origin!r} is not allowed"
-        raise HandshakeRefused(403, reason)
+    refusal = origins.refusal(origin)
+    if refusal is not None:
+        raise HandshakeRefused(403, refusal)
     offered = tuple(token.strip() for token in str(environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL", "")).split(",") if token.strip())
     extensions_header = environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")
     try:

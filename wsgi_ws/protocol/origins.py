@@ -70,6 +70,12 @@ class OriginPolicy:
                 assert normal is not None, pattern
                 self._exact.add(normal)
 
+    def refusal(self, origin: str | None) -> str | None:
+        """Why a request with this ``Origin`` (None when absent) is refused (answered with 403), or None if allowed."""
+        if self.allows(origin):
+            return None
+        return "an Origin header is required" if origin is None else f"origin {origin!r} is not allowed"
+
     def allows(self, origin: str | None) -> bool:
         """True if a request with this ``Origin`` header value (None when absent) may connect."""
         if origin is None:
