@@ -52,7 +52,10 @@ loglevel = os.environ.get("WSGI_WS_LOG_LEVEL", "info")
 #   compression_memory_level = 5                zlib memLevel 1-9
 #   compression_no_context_takeover = False     True: reset the context after each message
 #   hub_url = None                              broadcast hub: "redis://127.0.0.1:6379/0" spans workers and machines (per server)
-#   hub_queue_limit = 1000                      messages a hub member may fall behind before it is closed with 1013 (per server)
+#   hub_cluster = None                          True: hub_url is a Redis Cluster node (sharded pub/sub); None = ask the server (per server)
+#   hub_queue_limit = 1000                      messages a hub member may fall behind (its socket full) before hub_overflow applies
+#   hub_queue_bytes = 1048576                   bytes (1 MiB) of messages a hub member may fall behind before hub_overflow applies
+#   hub_overflow = 'close'                      over either bound: 'close' with 1013, 'drop-oldest', or keep only the 'latest'
 # A route can set its own (@sockets.route("/upload", max_message_size="64MiB")), except the three per-server ones.
 try:
     websocket_options = wsgi_ws.configure()

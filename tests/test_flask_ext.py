@@ -37,6 +37,8 @@ def test_route_options_are_parsed_and_applied_on_top_of_the_servers() -> None:
     assert route.apply(base) is applied, "resolved once per base"
     assert route.apply(WebSocketOptions()).close_timeout == 5.0
     assert not route.checks_origin and RouteOptions("/x", {"allowed_origins": ["https://a.example"]}).checks_origin
+    dashboard = RouteOptions("/ticker", {"hub_overflow": "latest", "hub_queue_limit": "10"}).apply(base)
+    assert (dashboard.hub_overflow, dashboard.hub_queue_limit) == ("latest", 10), "the hub's bounds and policy may differ per route"
 
 
 @pytest.mark.parametrize(
@@ -46,6 +48,8 @@ def test_route_options_are_parsed_and_applied_on_top_of_the_servers() -> None:
         ({"keep_alive_interval": -1}, "route /upload: keep_alive_interval"),
         ({"handshake_timeout": 5}, "route /upload: handshake_timeout: is a per-server setting"),
         ({"hub_url": "redis://127.0.0.1:6379/0"}, "route /upload: hub_url: is a per-server setting"),
+        ({"hub_cluster": True}, "route /upload: hub_cluster: is a per-server setting"),
+        ({"hub_overflow": "sometimes"}, "route /upload: hub_overflow: expected one of close, drop-oldest, latest"),
     ],
 )
 def test_a_bad_route_option_fails_when_the_route_is_declared(settings: dict[str, Any], message: str) -> None:

@@ -1,132 +1,277 @@
-"""The hub with a fake backend and fake members: groups, order, leaving, and slow members closed with 1013."""
+"""The hub over real WebSockets on socketpairs: groups, frame once, one write per pass, skipping the sender,
+compression, and members that fall behind (close 1013 after whole frames, drop-oldest, latest, never reading)."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from typing import cast
+import select
+import socket
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
+from tests.constants import TIMEOUT
 from tests.fakes import Spawner
+from tests.wsclient import OP_CLOSE, OP_TEXT, RawClient, close_payload
 from wsgi_ws.connection.websocket import WebSocket
-from wsgi_ws.exceptions import ConnectionClosed
-from wsgi_ws.hub import Hub
+from wsgi_ws.hub import Hub, MemoryBackend
+from wsgi_ws.hub.backends import READY, Receiver, Waitable
+from wsgi_ws.options import WebSocketOptions
+from wsgi_ws.protocol import frames
 from wsgi_ws.protocol.assembler import Message
+from wsgi_ws.protocol.handshake import HandshakeRequest
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.socket
+
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+DEFLATE = (("permessage-deflate", [("client_max_window_bits", None)]),)
 
 
-class FakeBackend:
+class Peer(RawClient):
+    """The client end of a socketpair, past the 101."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+        sock.settimeout(TIMEOUT)
+        assert self.read_response().status == 101
+
+    def messages(self, count: int) -> list[tuple[int, bytes]]:
+        return [self.read_message() for _ in range(count)]
+
+
+class RecordingBackend(MemoryBackend):
+    """The in-memory backend, recording subscriptions and what was published."""
+
     def __init__(self) -> None:
-        self.starts = 0
-        self.deliver: Callable[[str, Message], None] | None = None
-        self.published: list[tuple[str, Message | bytearray | memoryview]] = []
+        super().__init__()
+        self.subscribed: list[str] = []
+        self.unsubscribed: list[str] = []
+        self.senders: list[bytes] = []
 
-    def start(self, deliver: Callable[[str, Message], None]) -> None:
-        self.starts += 1
-        self.deliver = deliver
+    def start(self, receiver: Receiver) -> None:
+        super().start(receiver)
 
-    def publish(self, group: str, message: Message | bytearray | memoryview) -> bool:
-        self.published.append((group, message))
-        return True
+    def subscribe(self, group: str) -> Waitable:
+        self.subscribed.append(group)
+        return READY
 
+    def unsubscribe(self, group: str) -> None:
+        self.unsubscribed.append(group)
 
-class FakeMember:
-    """What the hub uses of a WebSocket."""
-
-    def __init__(self, name: str, fail_after: int | None = None) -> None:
-        self.path, self.peer = "/hub", name
-        self.received: list[Message] = []
-        self.callbacks: list[Callable[[], object]] = []
-        self.aborted: tuple[int, str] | None = None
-        self.fail_after = fail_after
-
-    def on_finish(self, callback: Callable[[], object]) -> None:
-        self.callbacks.append(callback)
-
-    def send(self, message: Message) -> None:
-        if self.fail_after is not None and len(self.received) >= self.fail_after:
-            raise ConnectionClosed.of(1006)
-        self.received.append(message)
-
-    def abort(self, code: int, reason: str) -> None:
-        self.aborted = (code, reason)
-
-    def finish(self) -> None:
-        for callback in self.callbacks:
-            callback()
+    def publish(self, group: str, message: Message | bytearray | memoryview, sender: bytes = b"") -> int:
+        self.senders.append(sender)
+        return super().publish(group, message, sender)
 
 
-def make(queue_limit: int = 100) -> tuple[Hub, FakeBackend, Spawner]:
-    backend, spawn = FakeBackend(), Spawner()
-    return Hub(backend, queue_limit, spawn, pause=lambda: None), backend, spawn
+class Setup:
+    """A hub whose fan-out passes and background work run only when the test says so."""
+
+    def __init__(self) -> None:
+        self.backend = RecordingBackend()
+        self.spawn = Spawner()
+        self.passes: list[Callable[[], None]] = []
+        self.hub = Hub(self.backend, self.spawn, defer=self.passes.append)
+        self.sockets: list[socket.socket] = []
+
+    def connect(self, extensions: tuple[Any, ...] = (), buffer: int | None = None, **options: Any) -> tuple[WebSocket, Peer]:
+        server, client = socket.socketpair()
+        if buffer is not None:
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
+        self.sockets += (server, client)
+        request = HandshakeRequest(key=KEY, origin=None, subprotocols=(), extensions=extensions)
+        ws = WebSocket(server, {"PATH_INFO": "/hub"}, request, WebSocketOptions(**options))
+        ws.accept()
+        return ws, Peer(client)
+
+    def run(self) -> None:
+        """One turn of the event loop: the fan-out passes, then what they started."""
+        while self.passes:
+            self.passes.pop(0)()
+        self.spawn.run_all()
 
 
-def ws(member: FakeMember) -> WebSocket:
-    return cast(WebSocket, member)
+@pytest.fixture
+def setup() -> Iterator[Setup]:
+    made = Setup()
+    yield made
+    for sock in made.sockets:
+        sock.close()
 
 
-def test_members_of_a_group_get_every_message_in_order_and_other_groups_none() -> None:
-    hub, backend, spawn = make()
-    alice, bob, carol = FakeMember("alice"), FakeMember("bob"), FakeMember("carol")
-    hub.join(ws(alice), "lobby")
-    hub.join(ws(bob), "lobby")
-    hub.join(ws(carol), "kitchen")
-    assert backend.starts == 1, "the backend starts once, on the first join"
-    assert hub.publish("lobby", "one") and backend.published == [("lobby", "one")]
-    assert backend.deliver is not None
-    for text in ("one", "two", "three"):
-        backend.deliver("lobby", text)
-    spawn.run_all()
-    assert alice.received == bob.received == ["one", "two", "three"] and carol.received == []
-    assert hub.members("lobby") == 2 and hub.members("kitchen") == 1 and hub.members("nowhere") == 0
+def test_members_get_every_message_in_order_and_other_groups_none(setup: Setup) -> None:
+    (alice, alice_peer), (bob, bob_peer), (carol, carol_peer) = setup.connect(), setup.connect(), setup.connect()
+    setup.hub.join(alice, "lobby")
+    setup.hub.join(bob, "lobby")
+    setup.hub.join(carol, "kitchen")
+    assert setup.backend.subscribed == ["lobby", "kitchen"], "one subscription per group, when its first member joins"
+    for message in ("one", b"two", "three"):
+        assert setup.hub.publish("lobby", message) == 1
+    setup.run()
+    expected = [(OP_TEXT, b"one"), (0x2, b"two"), (OP_TEXT, b"three")]
+    assert alice_peer.messages(3) == expected and bob_peer.messages(3) == expected
+    assert not select.select([carol_peer.sock], [], [], 0)[0], "nothing for another group"
+    assert setup.hub.members("lobby") == 2 and setup.hub.members("kitchen") == 1 and setup.hub.members("nowhere") == 0
+    assert setup.hub.counters.delivered == 6 and alice.messages_sent == 3
 
 
-def test_a_member_leaves_one_group_or_all_when_its_connection_ends() -> None:
-    hub, backend, spawn = make()
-    alice = FakeMember("alice")
-    hub.join(ws(alice), "lobby")
-    hub.join(ws(alice), "kitchen")
-    hub.leave(ws(alice), "kitchen")
-    assert hub.members("kitchen") == 0 and hub.members("lobby") == 1
-    alice.finish()  # the connection ended: its on_finish callback leaves every group
-    assert hub.members("lobby") == 0
-    assert backend.deliver is not None
-    backend.deliver("lobby", "after")
-    spawn.run_all()
-    assert alice.received == []
+def test_a_message_is_framed_once_for_all_members(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[bytes] = []
+    real = frames.server_frame
+
+    def counting(payload: bytes, text: bool) -> bytes:
+        built.append(payload)
+        return real(payload, text)
+
+    monkeypatch.setattr("wsgi_ws.hub.outgoing.server_frame", counting)
+    peers = []
+    for _ in range(5):
+        ws, peer = setup.connect()
+        setup.hub.join(ws, "lobby")
+        peers.append(peer)
+    setup.hub.publish("lobby", "once")
+    setup.run()
+    assert built == [b"once"]
+    assert all(peer.read_message() == (OP_TEXT, b"once") for peer in peers)
 
 
-def test_a_member_whose_connection_closed_while_draining_is_forgotten() -> None:
-    hub, backend, spawn = make()
-    gone, staying = FakeMember("gone", fail_after=1), FakeMember("staying")
-    hub.join(ws(gone), "lobby")
-    hub.join(ws(staying), "lobby")
-    assert backend.deliver is not None
-    backend.deliver("lobby", "a")
-    backend.deliver("lobby", "b")
-    spawn.run_all()
-    assert gone.received == ["a"] and staying.received == ["a", "b"]
-    assert hub.members("lobby") == 1
+def test_publishing_to_a_group_nobody_is_in_returns_0(setup: Setup) -> None:
+    ws, _ = setup.connect()
+    assert setup.hub.publish("empty", "lost") == 0
+    setup.hub.join(ws, "lobby")
+    assert setup.hub.publish("lobby", "heard") == 1
+    assert setup.hub.publish("lobby", "only me", exclude=ws) == 0, "its only member is the sender, skipped"
 
 
-def test_a_member_that_falls_behind_the_queue_limit_is_closed_with_1013(caplog: pytest.LogCaptureFixture) -> None:
-    hub, backend, spawn = make(queue_limit=3)
-    slow, fast = FakeMember("slow"), FakeMember("fast")
-    hub.join(ws(slow), "lobby")
-    hub.join(ws(fast), "lobby")
-    assert backend.deliver is not None
-    with caplog.at_level(logging.WARNING, logger="wsgi_ws"):
-        for number in range(3):
-            backend.deliver("lobby", str(number))
-        fast_drain = [entry for entry in spawn.started if entry[1][0].ws is ws(fast)]
-        spawn.started = [entry for entry in spawn.started if entry not in fast_drain]
-        for function, args in fast_drain:
-            function(*args)  # the fast member drains; the slow one's drain never gets to run
-        backend.deliver("lobby", "3")
-    assert slow.aborted == (1013, "too slow: fell behind the broadcast")
-    assert "fell 3 messages behind" in caplog.text
-    assert hub.members("lobby") == 1
-    spawn.run_all()
-    assert fast.received == ["0", "1", "2", "3"]
+def test_exclude_skips_the_sender_and_nobody_else(setup: Setup) -> None:
+    (alice, alice_peer), (bob, bob_peer) = setup.connect(), setup.connect()
+    setup.hub.join(alice, "lobby")
+    setup.hub.join(bob, "lobby")
+    setup.hub.publish("lobby", "from alice", exclude=alice)
+    setup.hub.publish("lobby", "to all")
+    setup.hub.publish("lobby", "from bob", exclude=bob)
+    setup.run()
+    assert alice_peer.messages(2) == [(OP_TEXT, b"to all"), (OP_TEXT, b"from bob")]
+    assert bob_peer.messages(2) == [(OP_TEXT, b"from alice"), (OP_TEXT, b"to all")]
+    assert len(set(setup.backend.senders) - {b""}) == 2, "each member has its own token"
+
+
+def test_leaving_one_group_or_all_and_the_last_member_unsubscribes(setup: Setup) -> None:
+    alice, alice_peer = setup.connect()
+    setup.hub.join(alice, "lobby")
+    setup.hub.join(alice, "kitchen")
+    setup.hub.leave(alice, "kitchen")
+    assert setup.backend.unsubscribed == ["kitchen"] and setup.hub.groups() == ["lobby"]
+    setup.hub.leave_all(alice)
+    assert setup.backend.unsubscribed == ["kitchen", "lobby"] and setup.hub.members("lobby") == 0
+    setup.hub.publish("lobby", "after")
+    setup.run()
+    alice.close()  # the close frame is the next thing the peer sees: nothing was delivered after leaving
+    assert alice_peer.read_frame().opcode == OP_CLOSE  # type: ignore[union-attr]
+
+
+def test_compressed_connections_get_a_frame_compressed_once_per_parameter_set(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    compressed: list[bytes] = []
+    real = frames.deflate_frame
+
+    def counting(payload: bytes, text: bool, params: tuple[int, int, int]) -> bytes:
+        compressed.append(payload)
+        return real(payload, text, params)
+
+    monkeypatch.setattr("wsgi_ws.hub.outgoing.deflate_frame", counting)
+    members = [setup.connect(DEFLATE, compression=True, compression_no_context_takeover=True) for _ in range(3)]
+    own, own_peer = setup.connect(DEFLATE, compression=True)  # keeps its context: compresses for itself
+    plain, plain_peer = setup.connect()
+    for ws, _ in [*members, (own, own_peer), (plain, plain_peer)]:
+        setup.hub.join(ws, "lobby")
+    text = "a compressible line " * 20
+    setup.hub.publish("lobby", text)
+    setup.run()
+    assert compressed == [text.encode()], "compressed once for the three that reset their context"
+    for _, peer in [*members, (own, own_peer)]:
+        frame = peer.read_frame()
+        assert frame is not None and frame.rsv & 0b100 and frame.opcode == OP_TEXT, "RSV1: compressed"
+        inflate = zlib.decompressobj(-15)
+        assert inflate.decompress(frame.payload + b"\x00\x00\xff\xff").decode() == text
+    assert plain_peer.read_message() == (OP_TEXT, text.encode())
+
+
+def flood(setup: Setup, group: str, count: int, size: int = 1000) -> list[bytes]:
+    """Publish ``count`` numbered messages of ``size`` bytes in one turn; returns them."""
+    messages = [f"{n:06d}".encode() + b"x" * (size - 6) for n in range(count)]
+    for message in messages:
+        setup.hub.publish(group, message)
+    while setup.passes:
+        setup.passes.pop(0)()
+    return messages
+
+
+def test_a_member_over_its_bounds_gets_whole_frames_then_1013(setup: Setup) -> None:
+    slow, slow_peer = setup.connect(buffer=4096, hub_queue_limit=10)
+    fast, fast_peer = setup.connect()
+    setup.hub.join(slow, "lobby")
+    setup.hub.join(fast, "lobby")
+    messages = flood(setup, "lobby", 100)  # the slow socket takes a few KB, its backlog overflows
+    assert setup.hub.members("lobby") == 1 and setup.hub.counters.closed_slow == 1
+    answered = threading.Thread(target=lambda: received.extend(read_until_close(slow_peer)))
+    received: list[tuple[int, bytes]] = []
+    answered.start()
+    setup.spawn.run_all()  # the closer: the frame in flight, then close 1013
+    answered.join(TIMEOUT)
+    data, close = received[:-1], received[-1]
+    assert close == (OP_CLOSE, close_payload(1013, "too slow: fell behind the broadcast"))
+    assert data and [payload for _, payload in data] == messages[: len(data)], "whole frames, in order, then the close"
+    assert setup.hub.counters.dropped == 100 - len(data)
+    assert [payload for _, payload in fast_peer.messages(100)] == messages, "the others keep everything"
+
+
+def read_until_close(peer: Peer) -> list[tuple[int, bytes]]:
+    """Read every frame up to the close frame, and answer it."""
+    frames = []
+    while True:
+        frame = peer.read_frame()
+        assert frame is not None
+        frames.append((frame.opcode, frame.payload))
+        if frame.opcode == OP_CLOSE:
+            peer.send_frame(OP_CLOSE, frame.payload)
+            return frames
+
+
+@pytest.mark.parametrize("policy", ["drop-oldest", "latest"])
+def test_a_member_over_its_bounds_loses_the_oldest_or_keeps_the_latest(setup: Setup, policy: str) -> None:
+    slow, slow_peer = setup.connect(buffer=4096, hub_queue_limit=10, hub_overflow=policy)
+    setup.hub.join(slow, "lobby")
+    messages = flood(setup, "lobby", 100)
+    threading.Thread(target=setup.spawn.run_all).start()  # the writer sends the backlog as the peer reads
+    numbers: list[int] = []
+    while not numbers or numbers[-1] != 99:
+        _, payload = slow_peer.read_message()
+        numbers.append(int(payload[:6]))
+    assert numbers == sorted(numbers) and len(numbers) < 100
+    kept = 10 if policy == "drop-oldest" else 1
+    assert numbers[-kept:] == list(range(100 - kept, 100)), "the newest survive"
+    assert setup.hub.counters.dropped == 100 - len(numbers) and slow.messages_sent == len(numbers)
+    assert setup.hub.members("lobby") == 1, "still a member"
+    del messages
+
+
+def test_a_member_that_never_reads_is_cut_after_close_timeout(setup: Setup) -> None:
+    setup.spawn = Spawner()
+    setup.hub = Hub(setup.backend, _thread, defer=setup.passes.append)
+    stuck, stuck_peer = setup.connect(buffer=4096, hub_queue_limit=10, close_timeout=0.2)
+    fast, fast_peer = setup.connect()
+    setup.hub.join(stuck, "lobby")
+    setup.hub.join(fast, "lobby")
+    messages = flood(setup, "lobby", 100)
+    assert [payload for _, payload in fast_peer.messages(100)] == messages
+    stuck_peer.sock.settimeout(TIMEOUT)
+    while stuck_peer.sock.recv(65536):  # only now does it read: what was in flight, then the end
+        pass
+    assert setup.hub.counters.closed_slow == 1 and setup.hub.members("lobby") == 1
+
+
+def _thread(function: Callable[..., Any], *args: Any) -> None:
+    threading.Thread(target=function, args=args, daemon=True).start()

@@ -148,6 +148,9 @@ TEST_MODULE = {
     "hub/__init__.py": "test_hub.py",
     "hub/hub.py": "test_hub.py",
     "hub/backends.py": "test_hub_backends.py",
+    "hub/member.py": "test_hub.py",
+    "hub/outgoing.py": "test_hub.py",
+    "hub/redis_backend.py": "test_e2e_hub.py",
 }
 
 

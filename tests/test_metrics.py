@@ -34,3 +34,10 @@ def test_refusals_are_counted() -> None:
     before = metrics.snapshot()["refused"]
     metrics.refused()
     assert metrics.snapshot()["refused"] == before + 1
+
+
+def test_a_source_that_counts_for_itself_joins_the_snapshot() -> None:
+    counts = {"hub_delivered": 0}
+    metrics.add_source(lambda: counts)
+    counts["hub_delivered"] = 7
+    assert metrics.snapshot()["hub_delivered"] == 7, "read at snapshot time, not when added"

@@ -40,6 +40,11 @@ def test_defaults_follow_aspnet_core() -> None:
         ("subprotocols", "chat.v2 chat.v1", ("chat.v2", "chat.v1")),
         ("require_origin", "true", True),
         ("require_origin", "no", False),
+        ("hub_cluster", "auto", None),
+        ("hub_cluster", "yes", True),
+        ("hub_queue_bytes", "4MiB", 4 * 1024 * 1024),
+        ("hub_overflow", "Drop-Oldest", "drop-oldest"),
+        ("hub_overflow", "latest", "latest"),
     ],
 )
 def test_values_are_read_from_text(name: str, text: str, value: object) -> None:
@@ -59,6 +64,9 @@ def test_values_are_read_from_text(name: str, text: str, value: object) -> None:
         ("allowed_origins", "https://exa*mple.com", "not an origin"),
         ("require_origin", "maybe", "true/false"),
         ("keep_alive_intervall", 1, "unknown setting"),
+        ("hub_overflow", "newest", "expected one of close, drop-oldest, latest"),
+        ("hub_queue_bytes", 0, "from 1 to"),
+        ("hub_cluster", "sometimes", "true/false"),
     ],
 )
 def test_bad_values_raise_naming_the_setting(name: str, value: object, words: str) -> None:

@@ -114,6 +114,15 @@ def test_eof_without_close_is_1006() -> None:
     assert list(session.assembler.peek()) == ["x"]
 
 
+def test_bytes_after_eof_are_ignored() -> None:
+    """A writer saw the socket break (EOF) while a reader still had bytes in hand: no EOFError, the close stays 1006."""
+    session = feed(encode_frame(OP_TEXT, b"x"), False)
+    session.receive_eof()
+    session.receive_data(encode_frame(OP_TEXT, b"y"))
+    assert session.receive_done and session.close_code == 1006
+    assert list(session.assembler.peek()) == ["x"]
+
+
 @pytest.mark.parametrize(
     ("message", "binary", "frame"),
     [

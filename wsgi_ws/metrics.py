@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
-__all__ = ["Counted", "closed", "opened", "refused", "snapshot"]
+__all__ = ["Counted", "add_source", "closed", "opened", "refused", "snapshot"]
 
 
 class Counted(Protocol):
@@ -30,6 +31,7 @@ class Counted(Protocol):
 
 _lock = threading.Lock()
 _live: weakref.WeakSet[Counted] = weakref.WeakSet()
+_sources: list[Callable[[], Mapping[str, int]]] = []
 _totals = {"accepted": 0, "refused": 0, "closed": 0, "messages_in": 0, "messages_out": 0, "bytes_in": 0, "bytes_out": 0}
 
 
@@ -58,12 +60,20 @@ def closed(ws: Counted) -> None:
             _totals["bytes_out"] += ws.bytes_sent
 
 
+def add_source(source: Callable[[], Mapping[str, int]]) -> None:
+    """Have :func:`snapshot` include the counters ``source()`` returns (the hub's, which counts for itself)."""
+    with _lock:
+        _sources.append(source)
+
+
 def snapshot() -> dict[str, int]:
     """Open connections now, and totals since the process started (live connections included)."""
     with _lock:
         live = list(_live)
         result = dict(_totals)
     result["open"] = len(live)
+    for source in _sources:
+        result.update(source())
     for ws in live:
         result["messages_in"] += ws.messages_received
         result["messages_out"] += ws.messages_sent

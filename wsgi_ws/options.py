@@ -20,14 +20,16 @@ from typing import Any
 from .exceptions import InvalidOption
 from .protocol.origins import OriginPolicy, check_pattern
 
-__all__ = ["CONFIG_PREFIX", "ENV_PREFIX", "PER_SERVER", "WebSocketOptions", "configure", "current_options"]
+__all__ = ["CONFIG_PREFIX", "ENV_PREFIX", "HUB_OVERFLOW_POLICIES", "PER_SERVER", "WebSocketOptions", "configure", "current_options"]
 
 ENV_PREFIX = "WS_"
 CONFIG_PREFIX = "WEBSOCKET_"
 _log = logging.getLogger("wsgi_ws")
 _OFF_WORDS = {"", "0", "none", "off", "false", "no"}
 #: Settings that act before a request is routed, or once per process: they cannot differ per route or middleware.
-PER_SERVER = frozenset({"handshake_timeout", "hub_url", "hub_queue_limit"})
+PER_SERVER = frozenset({"handshake_timeout", "hub_url", "hub_cluster"})
+#: What the hub does with a member whose backlog goes over ``hub_queue_limit`` or ``hub_queue_bytes``.
+HUB_OVERFLOW_POLICIES = ("close", "drop-oldest", "latest")
 _ON_WORDS = {"1", "true", "yes", "on"}
 
 
@@ -70,8 +72,14 @@ class WebSocketOptions:
     compression_no_context_takeover: bool = False
     #: Broadcast hub backend: ``redis://host:port/db`` for Redis pub/sub across workers; None = in memory.
     hub_url: str | None = None
-    #: Messages a hub member may fall behind before it is closed with 1013.
+    #: ``hub_url`` is a Redis Cluster node: sharded pub/sub (Redis 7). None = find out from the server.
+    hub_cluster: bool | None = None
+    #: Messages a hub member may fall behind (waiting for its socket) before ``hub_overflow`` applies.
     hub_queue_limit: int = 1000
+    #: Bytes of messages a hub member may fall behind before ``hub_overflow`` applies.
+    hub_queue_bytes: int = 1024 * 1024
+    #: A member over its backlog bounds: ``close`` (1013), ``drop-oldest`` messages, or keep only the ``latest``.
+    hub_overflow: str = "close"
 
     def __post_init__(self) -> None:
         for spec in _SPECS.values():
@@ -244,6 +252,21 @@ def _bool(value: Any) -> str | None:
     return None if isinstance(value, bool) else "expected true or false"
 
 
+def _flag_or_auto(text: str) -> bool | None:
+    return None if text.lower() in ("auto", "") else _flag(text)
+
+
+def _bool_or_none(value: Any) -> str | None:
+    return None if value is None or isinstance(value, bool) else "expected true, false or auto"
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"expected one of {', '.join(choices)}"
+
+    return check
+
+
 def _tokens(value: Any) -> str | None:
     if not isinstance(value, tuple) or not all(isinstance(item, str) and item for item in value):
         return "expected a list of non-empty names"
@@ -280,7 +303,10 @@ _SPECS: dict[str, _Spec] = {
         _Spec("compression_memory_level", int, _int_between(1, 9)),
         _Spec("compression_no_context_takeover", _flag, _bool),
         _Spec("hub_url", _text_or_off, _redis_url),
+        _Spec("hub_cluster", _flag_or_auto, _bool_or_none),
         _Spec("hub_queue_limit", int, _int_between(1, 10_000_000)),
+        _Spec("hub_queue_bytes", _size, _int_between(1, 1 << 40)),
+        _Spec("hub_overflow", str.lower, _choice(HUB_OVERFLOW_POLICIES)),
     )
 }
 

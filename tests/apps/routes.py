@@ -194,6 +194,7 @@ def hub_member(ws: WebSocket, group: str) -> None:
     """Join ``group``, say which worker serves us, then publish what the client sends ("flood N SIZE RATE" floods)."""
     hub = current_hub()
     hub.join(ws, group)
+    skip = ws if request.args.get("exclude") else None  # ?exclude=1: what this client sends skips it
     ws.send(json.dumps({"pid": os.getpid()}))
     for message in ws:
         if isinstance(message, str) and message.startswith("flood "):
@@ -203,13 +204,21 @@ def hub_member(ws: WebSocket, group: str) -> None:
                 if number % 50 == 49:
                     time.sleep(50 / float(rate))  # a steady publisher, slower than any healthy reader
         else:
-            hub.publish(group, message)
+            hub.publish(group, message, exclude=skip)
+
+
+@app.get("/hub-stats")
+def hub_stats() -> dict[str, object]:
+    """This worker's hub: its counters, the groups it has members of (so subscribes to), its pid."""
+    hub = current_hub()
+    return {**hub.counters.as_dict(), "groups": sorted(hub.groups()), "pid": os.getpid()}
 
 
 @app.get("/hub-members/<group>")
 def hub_members(group: str) -> dict[str, int]:
-    """Members of ``group`` in this worker."""
-    return {"members": current_hub().members(group), "pid": os.getpid()}
+    """Members of ``group`` in this worker, and how many workers anywhere have members of it."""
+    hub = current_hub()
+    return {"members": hub.members(group), "workers": hub.workers(group), "pid": os.getpid()}
 
 
 def _report_options(ws: WebSocket) -> None:

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from ..protocol.session import CloseCode
 
-__all__ = ["ConnectionMonitor", "KeepAliveState", "KeptAlive", "due", "spawn_background", "tick_for"]
+__all__ = ["ConnectionMonitor", "KeepAliveState", "KeptAlive", "due", "gevent_patched", "spawn_background", "tick_for"]
 
 log = logging.getLogger("wsgi_ws")
 
@@ -188,15 +188,21 @@ def _close_quietly(ws: KeptAlive, code: int, reason: str) -> None:
         ws.close(code, reason)
 
 
+def gevent_patched() -> bool:
+    """True when gevent has patched ``threading`` (gunicorn's gevent worker): background work is then greenlets."""
+    if "gevent" not in sys.modules:
+        return False
+    from gevent import monkey
+
+    return bool(monkey.is_module_patched("threading"))
+
+
 def spawn_background(function: Callable[..., Any], *args: Any) -> object:
     """Run ``function(*args)`` in the background: a greenlet under gevent (cheap), a daemon thread otherwise."""
-    if "gevent" in sys.modules:
-        from gevent import monkey
+    if gevent_patched():
+        import gevent
 
-        if monkey.is_module_patched("threading"):
-            import gevent
-
-            return gevent.spawn(function, *args)
+        return gevent.spawn(function, *args)
     thread = threading.Thread(target=function, args=args, daemon=True)
     thread.start()
     return thread

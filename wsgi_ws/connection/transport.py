@@ -13,6 +13,7 @@ messages parsed from one read is answered with one write, and a background write
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import socket
 import ssl
@@ -24,6 +25,8 @@ from ..protocol.session import Session
 from ..protocol.state import ConnectionState, Event, Lifecycle
 
 __all__ = ["CORK_LIMIT", "JOIN_LIMIT", "READ_SIZE", "Transport"]
+
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 #: Bytes asked of the socket per read (while not streaming).
 READ_SIZE = 256 * 1024
@@ -47,6 +50,8 @@ class Transport:
         "_flush_scheduled",
         "_reader",
         "_reads",
+        "_send_now",
+        "_send_now_if_blocking",
         "_waiting",
         "bytes_received",
         "bytes_sent",
@@ -85,6 +90,7 @@ class Transport:
         self.ping_sent_at: float | None = None
         #: True while a keep-alive action for this connection is under way.
         self.keep_alive_busy = False
+        self._send_now, self._send_now_if_blocking = _nonblocking_send(sock)
 
     # Reading.
 
@@ -220,8 +226,11 @@ class Transport:
         if self.lifecycle.state is not ConnectionState.CLOSED:
             self.flush()
 
-    def write_pending(self) -> bool:
-        """Write what the session has queued, in order (``lock`` held); False if the socket broke."""
+    def write_pending(self, timeout: float | None = None) -> bool:
+        """Write what the session has queued, in order (``lock`` held); False if the socket broke.
+
+        With ``timeout``, a write that takes longer than ``timeout`` seconds counts as a broken socket.
+        """
         session = self.session
         if session is None:  # nothing was ever accepted on this socket
             return True
@@ -230,19 +239,50 @@ class Transport:
         if not chunks:
             return True
         eof = not chunks[-1]
+        if timeout is not None:
+            self.sock.settimeout(timeout)
         try:
             if len(chunks) == 1:
                 if chunks[0]:
                     self._send_all(chunks[0])
             else:
-                self._send_chunks(chunks)
+                _send_chunks(self._send_all, chunks)
             if eof:
                 self.sock.shutdown(socket.SHUT_WR)
         except OSError:
-            session.receive_eof()
-            self.note_closing()
+            self._broken(session)
             return False
+        finally:
+            if timeout is not None:
+                with contextlib.suppress(OSError):
+                    self.sock.settimeout(None)
         return True
+
+    def try_write(self, data: bytes) -> int:
+        """Write what the socket takes of ``data`` at once, never waiting; return how many bytes that was.
+
+        For a broadcast: call it with ``lock`` held and only when the session is
+        :meth:`~wsgi_ws.protocol.session.Session.writable_now`, and queue what was not written, before anything
+        else, with :meth:`~wsgi_ws.protocol.session.Session.send_frames`. 0 where the socket cannot write without
+        waiting (TLS, a socket in timeout mode); -1 when the socket broke (the session has then seen EOF).
+        """
+        send = self._send_now
+        if send is None or (self._send_now_if_blocking and self.sock.gettimeout() is not None):
+            return 0
+        try:
+            sent: int = send(data, _DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError:
+            if self.session is not None:
+                self._broken(self.session)
+            return -1
+        self.bytes_sent += sent
+        return sent
+
+    def _broken(self, session: Session) -> None:
+        session.receive_eof()
+        self.note_closing()
 
     def write_now(self, data: bytes) -> None:
         """Offer ``data`` to the socket without blocking (an abort's close frame); what does not fit is dropped."""
@@ -253,26 +293,6 @@ class Transport:
             pass
         finally:
             self.sock.settimeout(None)
-
-    def _send_chunks(self, chunks: list[bytes]) -> None:
-        """Write ``chunks`` in order, small ones joined into one write; a large one is not copied into the join.
-
-        Only its first ``JOIN_LIMIT`` bytes join the small chunks before it (so a frame header never travels
-        alone); the rest is written from the chunk itself, which saves copying a large message once more.
-        """
-        pending: list[bytes | memoryview] = []
-        for chunk in chunks:
-            if len(chunk) <= JOIN_LIMIT:
-                pending.append(chunk)
-                continue
-            view = memoryview(chunk)
-            pending.append(view[:JOIN_LIMIT])
-            self._send_all(b"".join(pending))
-            self._send_all(view[JOIN_LIMIT:])
-            pending = []
-        data = b"".join(pending)
-        if data:
-            self._send_all(data)
 
     def _send_all(self, data: bytes | memoryview) -> None:
         """Write all of ``data``: ``send`` in a loop (gevent's ``sendall`` asks ``getsockopt`` on every call)."""
@@ -296,22 +316,62 @@ class Transport:
 
         With ``close_socket`` False the server closes the socket itself: it is only cut, so the server's reader sees EOF.
         """
-        sock = self.sock
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_WR)
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                sock.settimeout(remaining)
-                if not sock.recv(READ_SIZE):
-                    break
-        except OSError:
-            pass
-        finally:
-            if close_socket:
-                sock.close()
-            else:
-                self.cut()
+        _linger(self.sock, timeout)
+        if close_socket:
+            self.sock.close()
+        else:
+            self.cut()
+
+
+def _nonblocking_send(sock: socket.socket) -> tuple[Callable[[bytes, int], int] | None, bool]:
+    """A send of ``sock`` that never waits, and whether it may be used only while ``sock`` is in blocking mode.
+
+    gevent's cooperative socket wraps a non-blocking one, whose ``send`` is used directly; a plain socket sends with
+    ``MSG_DONTWAIT`` (honoured only while it has no timeout). None for TLS, or where ``MSG_DONTWAIT`` is missing.
+    """
+    if not _DONTWAIT or isinstance(sock, ssl.SSLSocket) or hasattr(sock, "_sslobj"):
+        return None, False
+    inner = getattr(sock, "_sock", None)
+    if type(sock).__module__.startswith("gevent") and isinstance(inner, _socket.socket):
+        return inner.send, False
+    if isinstance(sock, _socket.socket) and not type(sock).__module__.startswith("gevent"):
+        return sock.send, True
+    return None, False
+
+
+def _linger(sock: socket.socket, timeout: float) -> None:
+    """Half-close ``sock`` and read until the peer's FIN, at most ``timeout`` seconds."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            sock.settimeout(remaining)
+            if not sock.recv(READ_SIZE):
+                break
+    except OSError:
+        pass
+
+
+def _send_chunks(send_all: Callable[[bytes | memoryview], None], chunks: list[bytes]) -> None:
+    """Write ``chunks`` in order, small ones joined into one write; a large one is not copied into the join.
+
+    Only its first ``JOIN_LIMIT`` bytes join the small chunks before it (so a frame header never travels
+    alone); the rest is written from the chunk itself, which saves copying a large message once more.
+    """
+    pending: list[bytes | memoryview] = []
+    for chunk in chunks:
+        if len(chunk) <= JOIN_LIMIT:
+            pending.append(chunk)
+            continue
+        view = memoryview(chunk)
+        pending.append(view[:JOIN_LIMIT])
+        send_all(b"".join(pending))
+        send_all(view[JOIN_LIMIT:])
+        pending = []
+    data = b"".join(pending)
+    if data:
+        send_all(data)

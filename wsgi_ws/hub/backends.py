@@ -1,50 +1,93 @@
-"""Hub backends: how a published message reaches the hubs of every worker (in memory, or Redis pub/sub)."""
+"""Hub backends: how a published message reaches the hubs of the workers with members (in memory; Redis in
+:mod:`wsgi_ws.hub.redis_backend`), and the payload a message travels in."""
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import threading
-import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..protocol.assembler import Message
 
-__all__ = ["CHANNEL_PREFIX", "Backend", "MemoryBackend", "RedisBackend", "decode", "encode"]
-
-log = logging.getLogger("wsgi_ws")
+__all__ = ["CHANNEL_PREFIX", "READY", "Backend", "MemoryBackend", "Receiver", "Waitable", "decode", "encode"]
 
 #: Redis channels are named CHANNEL_PREFIX + group.
 CHANNEL_PREFIX = "wsgi_ws:"
-_TEXT, _BINARY = b"t", b"b"
+_TEXT, _BINARY, _TEXT_FROM, _BINARY_FROM = b"t", b"b", b"T", b"B"
+#: Bytes of the sender's membership token in a payload that skips its sender.
+TOKEN_SIZE = 8
 
 
-def encode(message: Message | bytearray | memoryview) -> bytes:
-    """A message as one Redis payload: a type byte, then the UTF-8 text or the bytes."""
-    if isinstance(message, str):
-        return _TEXT + message.encode("utf-8")
-    return _BINARY + bytes(message)
+def encode(message: Message | bytearray | memoryview, sender: bytes = b"") -> bytes:
+    """A message as one Redis payload: a type byte, the sender's token if it is to be skipped, the UTF-8 text or bytes."""
+    text = isinstance(message, str)
+    body = message.encode("utf-8") if isinstance(message, str) else bytes(message)
+    if sender:
+        assert len(sender) == TOKEN_SIZE
+        return (_TEXT_FROM if text else _BINARY_FROM) + sender + body
+    return (_TEXT if text else _BINARY) + body
 
 
-def decode(payload: bytes) -> Message:
-    """The message from a Redis payload made by :func:`encode`."""
-    kind, body = payload[:1], payload[1:]
+def decode(payload: bytes) -> tuple[Message, bytes]:
+    """The message and the sender's token (``b""`` if none) from a payload made by :func:`encode`.
+
+    Raises ``ValueError`` for anything else, ``UnicodeDecodeError`` for text that is not UTF-8.
+    """
+    kind = payload[:1]
     if kind == _TEXT:
-        return body.decode("utf-8")
+        return payload[1:].decode("utf-8"), b""
     if kind == _BINARY:
-        return body
+        return payload[1:], b""
+    if kind in (_TEXT_FROM, _BINARY_FROM) and len(payload) > TOKEN_SIZE:
+        sender, body = payload[1 : 1 + TOKEN_SIZE], payload[1 + TOKEN_SIZE :]
+        return (body.decode("utf-8") if kind == _TEXT_FROM else body), sender
     raise ValueError("not a wsgi-ws hub payload")
+
+
+class _Ready:
+    """A subscription that is already in place (the in-memory backend's)."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Already set."""
+        return True
+
+
+#: What :meth:`Backend.subscribe` returns when nothing needs waiting for.
+READY = _Ready()
+
+
+class Waitable(Protocol):
+    """Set once a subscription is in place (``threading.Event`` is one)."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait at most ``timeout`` seconds; True once set."""
+        ...
+
+
+class Receiver(Protocol):
+    """What a backend delivers to: the worker's hub."""
+
+    def deliver(self, group: str, message: Message, sender: bytes = b"") -> None:
+        """A message published to ``group`` (``sender``: the token of the member to skip, or ``b""``)."""
+
+    def reaches(self, group: str, sender: bytes = b"") -> bool:
+        """True when this worker has a member of ``group`` other than ``sender``."""
+        ...
 
 
 class Backend(Protocol):
     """Carries published messages to the hubs that have members in the group."""
 
-    def start(self, deliver: Callable[[str, Message], None]) -> None:
-        """Begin delivering: ``deliver(group, message)`` is called for every message published to any group."""
+    def start(self, receiver: Receiver) -> None:
+        """Begin delivering the messages of the groups subscribed to ``receiver``."""
 
-    def publish(self, group: str, message: Message | bytearray | memoryview) -> bool:
-        """Publish; False if the message could not be sent (it is then lost)."""
+    def subscribe(self, group: str) -> Waitable:
+        """This worker has a member of ``group`` now: receive its messages (set once they arrive)."""
+        ...
+
+    def unsubscribe(self, group: str) -> None:
+        """This worker's last member of ``group`` left: stop receiving its messages."""
+
+    def publish(self, group: str, message: Message | bytearray | memoryview, sender: bytes = b"") -> int:
+        """Publish; how many workers with members of the group received it (0: nobody, or it could not be sent)."""
         ...
 
 
@@ -52,88 +95,23 @@ class MemoryBackend:
     """Delivers within this process only: the default, for one worker."""
 
     def __init__(self) -> None:
-        self._deliver: Callable[[str, Message], None] | None = None
+        self._receiver: Receiver | None = None
 
-    def start(self, deliver: Callable[[str, Message], None]) -> None:
+    def start(self, receiver: Receiver) -> None:
         """Remember where to deliver."""
-        self._deliver = deliver
+        self._receiver = receiver
 
-    def publish(self, group: str, message: Message | bytearray | memoryview) -> bool:
-        """Deliver at once to this process's members."""
-        if self._deliver is not None:
-            self._deliver(group, message if isinstance(message, str) else bytes(message))
-        return True
+    def subscribe(self, group: str) -> Waitable:
+        """Nothing to do: every message published in this process is seen."""
+        return READY
 
+    def unsubscribe(self, group: str) -> None:
+        """Nothing to do."""
 
-class RedisBackend:
-    """Redis pub/sub: one pattern subscription per worker, reconnecting with back-off when Redis goes away."""
-
-    def __init__(self, url: str, spawn: Callable[..., Any], sleep: Callable[[float], Any] = time.sleep) -> None:
-        import redis  # only needed when a Redis URL is configured
-
-        self.url = url
-        self._redis = redis
-        self._client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_keepalive=True)
-        self._spawn = spawn
-        self._sleep = sleep
-        self._subscribed = threading.Event()
-        self.stopping = False
-
-    def start(self, deliver: Callable[[str, Message], None]) -> None:
-        """Start the listener; returns once it is subscribed (or after 10 s, with a warning)."""
-        self._spawn(self._listen, deliver)
-        if not self._subscribed.wait(10):
-            log.warning("hub: not subscribed to Redis at %s yet; messages are lost until it is", self.url)
-
-    def publish(self, group: str, message: Message | bytearray | memoryview) -> bool:
-        """PUBLISH to the group's channel; False (and a warning) when Redis cannot be reached."""
-        try:
-            self._client.publish(CHANNEL_PREFIX + group, encode(message))
-        except self._redis.RedisError as exc:
-            log.warning("hub: could not publish to %r on Redis at %s (%s); the message is lost", group, self.url, exc)
-            return False
-        return True
-
-    def _listen(self, deliver: Callable[[str, Message], None]) -> None:
-        delay = 0.1
-        lost_at: float | None = None
-        while not self.stopping:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=False)  # type: ignore[no-untyped-call]
-            try:
-                pubsub.psubscribe(CHANNEL_PREFIX + "*")
-                for item in pubsub.listen():
-                    if item["type"] == "psubscribe":
-                        self._subscribed.set()
-                        delay = 0.1
-                        if lost_at is not None:
-                            log.warning(
-                                "hub: reconnected to Redis at %s after %.1f s; messages published meanwhile were not delivered "
-                                "to this worker (pub/sub delivers at most once)",
-                                self.url,
-                                time.monotonic() - lost_at,
-                            )
-                            lost_at = None
-                        continue
-                    if item["type"] != "pmessage":
-                        continue
-                    channel = item["channel"].decode("utf-8", "replace")
-                    try:
-                        message = decode(item["data"])
-                    except (ValueError, UnicodeDecodeError):
-                        log.warning("hub: ignoring a malformed message on %s", channel)
-                        continue
-                    deliver(channel[len(CHANNEL_PREFIX) :], message)
-            except self._redis.RedisError as exc:
-                self._subscribed.clear()
-                if lost_at is None:
-                    lost_at = time.monotonic()
-                    log.warning(
-                        "hub: lost Redis at %s (%s); messages published until it is back are lost for this worker; reconnecting",
-                        self.url,
-                        exc,
-                    )
-            finally:
-                with contextlib.suppress(self._redis.RedisError):
-                    pubsub.close()
-            self._sleep(delay)
-            delay = min(delay * 2, 5.0)
+    def publish(self, group: str, message: Message | bytearray | memoryview, sender: bytes = b"") -> int:
+        """Deliver at once to this process's members: 1 if that reached anyone, else 0."""
+        receiver = self._receiver
+        if receiver is None or not receiver.reaches(group, sender):
+            return 0
+        receiver.deliver(group, message if isinstance(message, str) else bytes(message), sender)
+        return 1

@@ -65,7 +65,7 @@ class WebSocketMiddleware:
 
     ``options`` (default: the process's, see ``wsgi_ws.configure``), with any ``WebSocketOptions`` field given as a
     keyword on top, apply to every WebSocket this middleware serves, on every server, keep-alive included. The
-    per-server settings (``handshake_timeout``, ``hub_url``, ``hub_queue_limit``) cannot differ from the process's:
+    per-server settings (``handshake_timeout``, ``hub_url``, ``hub_cluster``) cannot differ from the process's:
     a different value raises :class:`~wsgi_ws.exceptions.InvalidOption` at once, naming it.
     """
 

@@ -26,6 +26,7 @@ wait for a huge payload before refusing it.
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Callable
 
 try:
@@ -33,7 +34,21 @@ try:
 except ImportError:  # pragma: no cover - websockets without its C extension
     from websockets.utils import apply_mask
 
-__all__ = ["NO_LIMIT", "FrameSplitter", "SplitterError", "add_server_frame", "read_simple_frames"]
+__all__ = [
+    "NO_LIMIT",
+    "DeflateParams",
+    "FrameSplitter",
+    "SplitterError",
+    "add_server_frame",
+    "deflate_frame",
+    "read_simple_frames",
+    "server_frame",
+]
+
+#: permessage-deflate settings of a connection whose server side resets its context after every message
+#: (``server_no_context_takeover``): window bits, zlib level, zlib memory level. Every connection with the same
+#: three gets byte-identical compressed frames, so a broadcast compresses once per set (:func:`deflate_frame`).
+DeflateParams = tuple[int, int, int]
 
 #: A payload length above it has the most significant bit set, which RFC 6455 §5.2 forbids: the careful path refuses it.
 NO_LIMIT = (1 << 63) - 1
@@ -232,20 +247,42 @@ class FrameSplitter:
         return _HEAD10.pack(head1, 0x80 | 127, size) + key
 
 
+def _header(first: int, size: int) -> bytes:
+    """The 2-10 byte header of an unmasked server frame: first byte ``first``, payload length ``size``."""
+    if size < 126:
+        return _PACK2(first, size)
+    if size < 65536:
+        return _PACK4(first, 126, size)
+    return _PACK10(first, 127, size)
+
+
 def add_server_frame(out: list[bytes], payload: bytes, text: bool) -> None:
     """Append one final, unmasked, uncompressed data frame to ``out``: its header and payload, joined when small."""
     size = len(payload)
     first = 0x81 if text else 0x82
-    if size < 126:
-        header = _PACK2(first, size)
-    elif size < 65536:
-        header = _PACK4(first, 126, size)
+    if size < 126:  # the common case, without a call
+        out.append(_PACK2(first, size) + payload)
+    elif size <= JOIN_PAYLOAD:
+        out.append(_header(first, size) + payload)
     else:
-        header = _PACK10(first, 127, size)
-    if size <= JOIN_PAYLOAD:
-        out.append(header + payload)
-    else:
-        out += (header, payload)
+        out += (_header(first, size), payload)
+
+
+def server_frame(payload: bytes, text: bool) -> bytes:
+    """One final, unmasked, uncompressed data frame as one ``bytes``: built once, written to many connections."""
+    return _header(0x81 if text else 0x82, len(payload)) + payload
+
+
+def deflate_frame(payload: bytes, text: bool, params: DeflateParams) -> bytes:
+    """One final data frame compressed with a fresh context (RFC 7692 §7.2.1), RSV1 set, for every connection of ``params``.
+
+    The same bytes websockets' ``PerMessageDeflate`` produces for a connection that resets its context after every
+    message: deflate, a sync flush, the trailing ``00 00 ff ff`` removed.
+    """
+    window_bits, level, memory_level = params
+    encoder = zlib.compressobj(level, zlib.DEFLATED, -window_bits, memory_level)
+    data = encoder.compress(payload) + encoder.flush(zlib.Z_SYNC_FLUSH)
+    return _header(0xC1 if text else 0xC2, len(data) - 4) + data[:-4]  # a sync flush always ends with 00 00 ff ff
 
 
 def read_simple_frames(data: bytes, limit: int, append: Callable[[str | bytes], object]) -> int:

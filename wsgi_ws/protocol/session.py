@@ -20,12 +20,13 @@ import logging
 from websockets.exceptions import InvalidState
 from websockets.exceptions import ProtocolError as _WebsocketsProtocolError
 from websockets.extensions import Extension
+from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 
 from .assembler import Assembler, Message
 from .errors import SessionClosed, UsageError
-from .frames import NO_LIMIT, FrameSplitter, add_server_frame, read_simple_frames
+from .frames import NO_LIMIT, DeflateParams, FrameSplitter, add_server_frame, read_simple_frames
 
 __all__ = ["CloseCode", "Message", "Session"]
 
@@ -125,8 +126,14 @@ class Session:
         protocol.max_message_size = protocol.max_fragment_size = None
 
     def receive_data(self, data: bytes) -> None:
-        """Feed bytes read from the network; completed messages go to :attr:`assembler`."""
+        """Feed bytes read from the network; completed messages go to :attr:`assembler`.
+
+        Bytes that arrive after :meth:`receive_eof` (a reader that was already in ``recv`` when a writer found the
+        socket broken) are ignored: the connection has ended.
+        """
         protocol = self._protocol
+        if protocol.reader.eof:
+            return
         splitter = self._splitter
         if protocol.state is _OPEN and protocol.current_size is None and not self._stream_chunk_size and splitter.idle:
             limit = self._simple_frame_limit()
@@ -222,10 +229,34 @@ class Session:
         else:
             protocol.send_binary(payload)
 
+    def send_frames(self, frames: list[bytes]) -> None:
+        """Queue whole data frames built elsewhere, once for many connections (a broadcast), after what is queued.
+
+        They must suit this connection: uncompressed (:func:`~wsgi_ws.protocol.frames.server_frame`), or compressed
+        for its :attr:`shared_deflate` parameters. Raises :class:`SessionClosed` once a close frame was sent.
+        """
+        if self._protocol.state is not _OPEN:
+            raise self.closed_error()
+        self._out += frames
+
+    def writable_now(self) -> bool:
+        """True when bytes may go straight to the socket: open, and nothing of ours is waiting to be written first."""
+        protocol = self._protocol
+        return protocol.state is _OPEN and not self._out and not protocol.writes
+
     @property
     def compressed(self) -> bool:
         """True when permessage-deflate was negotiated."""
         return bool(self._protocol.extensions)
+
+    @property
+    def shared_deflate(self) -> DeflateParams | None:
+        """The parameters every connection that resets its deflate context per message shares; None: no sharing."""
+        for extension in self._protocol.extensions:
+            if isinstance(extension, PerMessageDeflate) and extension.local_no_context_takeover:
+                settings = extension.compress_settings
+                return extension.local_max_window_bits, settings.get("level", -1), settings.get("memLevel", 8)
+        return None
 
     def send_ping(self, data: bytes = b"") -> None:
         """Queue a ping frame (at most 125 bytes of payload, else :class:`UsageError`)."""
