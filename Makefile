@@ -52,4 +52,4 @@ fuzz: install-test
 bench: install
 	$(BIN)/pip install --quiet -r requirements-bench.txt
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
-	$(BIN)/python bench/hub_fanout.py --rate 20 --messages 100
+	$(BIN)/python bench/fanout.py $(BENCH_ARGS)

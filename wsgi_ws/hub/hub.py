@@ -87,7 +87,7 @@ class Hub:
         if member is None:
             member = Member(ws, os.urandom(8), self.counters, self._spawn, self.leave_all, cooperative=self._defer is not None)
             self._members[ws] = member
-            ws.on_finish(lambda: self.leave_all(ws))
+            ws.on_finish(lambda: self._ended(ws))
         member.groups.add(group)
         members = self._groups.get(group)
         if members is None:
@@ -114,6 +114,13 @@ class Hub:
         for group in list(member.groups):
             self._forget(member, group)
         member.groups.clear()
+
+    def _ended(self, ws: WebSocket) -> None:
+        """The connection ended: it leaves every group, and what still waited for it is dropped."""
+        member = self._members.get(ws)
+        self.leave_all(ws)
+        if member is not None:
+            member.stop()
 
     def _forget(self, member: Member, group: str) -> None:
         members = self._groups.get(group)

@@ -262,6 +262,13 @@ class Member:
             self.leaving = True
             self.backlog.clear()
 
+    def stop(self) -> None:
+        """The connection ended: queue nothing more, drop what waits (the writer, if any, then ends)."""
+        with self._mutex:
+            self.leaving = True
+            self.backlog.clear()
+            self.backlog_bytes = 0
+
     # Falling behind.
 
     def _start_closing(self) -> int:
