@@ -57,6 +57,7 @@ SERVERS_DIR = BENCH / "servers"
 sys.path.insert(0, str(BENCH))
 
 import run as bench_run  # noqa: E402  (bench/run.py: free ports, process trees, /proc CPU, server start and stop)
+from loadgen import Failure, gather_connections  # noqa: E402  (a scenario that could not be measured; opening many)
 from websockets.speedups import apply_mask  # noqa: E402
 
 PY = sys.executable
@@ -92,10 +93,6 @@ def client_frame(opcode: int, payload: bytes, n: int = 0) -> bytes:
 def server_frame(payload: bytes) -> bytes:
     """The unmasked text frame a server sends for a payload under 126 bytes (the minimal header: RFC 6455 5.2)."""
     return bytes((0x81, len(payload))) + payload
-
-
-class Failure(Exception):
-    """A scenario could not be measured or a delivery was wrong; the message goes in the table."""
 
 
 class Run:
@@ -505,15 +502,7 @@ async def open_many(port: int, count: int, make: Callable[[], Connection], concu
                 return None
             return protocol
 
-    tasks = [asyncio.ensure_future(one()) for _ in range(count)]
-    done, pending = await asyncio.wait(tasks, timeout=timeout)
-    for task in pending:
-        task.cancel()
-    connections = [c for t in done if (c := t.result()) is not None]
-    if len(connections) < count:
-        await close_all(connections)
-        raise Failure(f"{len(connections)} of {count} connected ({errors[0] if errors else f'timeout after {timeout:.0f} s'})")
-    return connections
+    return await gather_connections(one, count, timeout, errors, close_all)
 
 
 async def close_all(connections: list[Connection], timeout: float = 5.0) -> None:

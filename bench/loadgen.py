@@ -13,12 +13,13 @@ import logging
 import os
 import statistics
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from frames import masked_frame
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
+T = TypeVar("T")
 MAX_FRAME = 64 * 1024 * 1024
 TEXT, BINARY, CONTINUATION, PING = WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION, WSMsgType.PING
 # picows warns each time a 16 MiB write crosses the transport's high-water mark; expected here, since we wait for the echo
@@ -26,7 +27,7 @@ logging.getLogger("picows").setLevel(logging.ERROR)
 
 
 class Failure(Exception):
-    """A scenario could not be measured: wrong echo, too few connections, timeout. The message goes in the table."""
+    """A scenario could not be measured: wrong echo or delivery, too few connections, timeout. The message goes in the table."""
 
 
 def text_payloads(tag: int, count: int, size: int = 32) -> list[bytes]:
@@ -159,13 +160,27 @@ async def open_connections(url: str, count: int, concurrency: int = 100, auto_po
             assert isinstance(listener, Echo)
             return listener
 
+    return await gather_connections(one, count, timeout, errors, close_all)
+
+
+async def gather_connections(
+    one: Callable[[], Awaitable[T | None]],
+    count: int,
+    timeout: float,
+    errors: list[str],
+    close: Callable[[list[T]], Awaitable[None]],
+) -> list[T]:
+    """Run ``one()`` ``count`` times at once; all its connections, or :class:`Failure` (the others closed with ``close``).
+
+    ``one`` returns None when it failed, after appending why to ``errors``; the first reason goes in the failure.
+    """
     tasks = [asyncio.ensure_future(one()) for _ in range(count)]
     done, pending = await asyncio.wait(tasks, timeout=timeout)
     for task in pending:
         task.cancel()
     connections = [c for t in done if (c := t.result()) is not None]
     if len(connections) < count:
-        await close_all(connections)
+        await close(connections)
         reason = errors[0] if errors else f"timeout after {timeout:.0f} s"
         raise Failure(f"{len(connections)} of {count} connected ({reason})")
     return connections
