@@ -8,7 +8,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from tests.wsclient import OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, encode_frame
+from tests.wsclient import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, encode_frame
 from wsgi_ws.protocol.frames import NO_LIMIT, FrameSplitter, add_server_frame, read_simple_frames
 
 pytestmark = pytest.mark.unit
@@ -57,6 +57,18 @@ def test_a_frame_at_the_size_limit_is_left_to_the_careful_path() -> None:
     messages: list[str | bytes] = []
     assert read_simple_frames(encode_frame(OP_BINARY, b"x" * 10), 10, messages.append) == 0
     assert read_simple_frames(encode_frame(OP_BINARY, b"x" * 9), 10, messages.append) > 0 and messages == [b"x" * 9]
+
+
+def test_pongs_between_messages_are_counted_and_skipped_when_asked() -> None:
+    messages: list[str | bytes] = []
+    pongs: list[None] = []
+    data = encode_frame(OP_TEXT, b"a") + encode_frame(OP_PONG, b"keep-alive") + encode_frame(OP_TEXT, b"b")
+    assert read_simple_frames(data, NO_LIMIT, messages.append, lambda: pongs.append(None)) == len(data)
+    assert messages == ["a", "b"] and len(pongs) == 1
+    assert read_simple_frames(data, NO_LIMIT, messages.append) == len(encode_frame(OP_TEXT, b"a")), "without pong: the careful path"
+    for other in (encode_frame(OP_PONG, b"x" * 126), encode_frame(OP_PONG, b"x", mask=False), encode_frame(OP_PONG, b"xy")[:-1]):
+        assert read_simple_frames(other, NO_LIMIT, messages.append, lambda: pongs.append(None)) == 0, "too long, unmasked, partial"
+    assert len(pongs) == 1
 
 
 def parse(data: bytes) -> list[Frame]:

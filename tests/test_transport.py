@@ -88,3 +88,17 @@ def test_linger_and_close_waits_for_the_peers_fin(transport: tuple[Transport, Se
     transport_.linger_and_close(TIMEOUT, close_socket=True)
     assert transport_.sock.fileno() == -1
     assert client.recv(1) == b"", "the server half-closed too"
+
+
+def test_a_ping_goes_out_at_once_unless_someone_else_is_writing(
+    transport: tuple[Transport, Session, socket.socket, list[Callable[[], None]]],
+) -> None:
+    ours, session, client, _ = transport
+    frame = b"\x89\x0akeep-alive"
+    assert ours.ping_now(frame)
+    client.settimeout(TIMEOUT)
+    assert client.recv(100) == frame
+    with ours.lock:  # a writer is mid-frame: the monitor must not write between its bytes
+        assert not ours.ping_now(frame)
+    session.send_message("queued")
+    assert not ours.ping_now(frame), "frames of ours wait to be written first"

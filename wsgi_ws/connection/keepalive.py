@@ -4,8 +4,9 @@ One greenlet (or thread) runs :meth:`ConnectionMonitor.run` for all connections,
 greenlet of its own. Each tick it asks every connection what is due (:func:`due`), by that connection's own
 ``keep_alive_interval`` and ``keep_alive_timeout``: one silent for the interval gets a ping; one whose ping has gone
 unanswered (no pong, no data) for the timeout is checked once more (data that the busy handler has not read yet
-counts, as with ASP.NET's read-ahead) and then closed with 1011. Anything that may block runs in a short-lived
-greenlet, so one stuck client never delays the others.
+counts, as with ASP.NET's read-ahead) and then closed with 1011. A ping that the socket takes at once, with nobody
+else writing, is written by the loop itself; anything that may block runs in a short-lived greenlet, so one stuck
+client never delays the others.
 
 The keep-alive state of a connection (``last_received``, ``ping_sent_at``, ``keep_alive_busy``) lives in its
 :class:`~wsgi_ws.connection.transport.Transport`, which updates it on every read; only this module's functions act
@@ -15,6 +16,7 @@ on it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sys
 import threading
@@ -38,6 +40,10 @@ class KeepAliveState(Protocol):
 
     def read_ahead(self) -> None:
         """Read what has arrived, without blocking, if nobody else is reading."""
+
+    def ping_now(self, frame: bytes) -> bool:
+        """Write ``frame`` at once if nobody else is writing and the socket takes it whole; False: send it the usual way."""
+        ...
 
 
 class KeptAlive(Protocol):
@@ -83,11 +89,25 @@ def due(ws: KeptAlive, now: float) -> Callable[[], None] | None:
         if now - transport.last_received < interval:
             return None
         transport.keep_alive_busy = True
-        return lambda: _ping(ws, now)
+        return functools.partial(_ping, ws, now)
     if timeout is not None and now - ping_sent_at >= timeout:
         transport.keep_alive_busy = True
         return lambda: _expired(ws, timeout)
     return None
+
+
+#: The keep-alive ping as a server frame (opcode 9, "keep-alive"): written as is when the socket takes it at once.
+KEEP_ALIVE_PING = b"\x89\x0akeep-alive"
+
+
+def _ping_at_once(ws: KeptAlive, now: float) -> bool:
+    """Send the keep-alive ping from the monitor itself when that cannot block (saves a greenlet per ping)."""
+    transport = ws.transport
+    if not transport.ping_now(KEEP_ALIVE_PING):
+        return False
+    transport.ping_sent_at = now
+    transport.keep_alive_busy = False
+    return True
 
 
 def _ping(ws: KeptAlive, now: float) -> None:
@@ -172,6 +192,8 @@ class ConnectionMonitor:
         for ws in list(self._connections):
             action = due(ws, now)
             if action is not None:
+                if isinstance(action, functools.partial) and action.func is _ping and _ping_at_once(ws, now):
+                    continue
                 self._spawn(action)
 
     def close_all(self, code: int, reason: str) -> int:

@@ -280,6 +280,20 @@ class Transport:
         self.bytes_sent += sent
         return sent
 
+    def ping_now(self, frame: bytes) -> bool:
+        """Write control ``frame`` now if nobody else writes and the socket takes it whole (a part taken: rest queued); else False."""
+        if not self.lock.acquire(False):
+            return False
+        try:
+            session = self.session
+            if session is None or not session.writable_now():
+                return False
+            if 0 < (sent := self.try_write(frame)) < len(frame):
+                session.send_frames([frame[sent:]])
+            return sent == len(frame)
+        finally:
+            self.lock.release()
+
     def _broken(self, session: Session) -> None:
         session.receive_eof()
         self.note_closing()

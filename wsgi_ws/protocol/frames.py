@@ -285,7 +285,7 @@ def deflate_frame(payload: bytes, text: bool, params: DeflateParams) -> bytes:
     return _header(0xC1 if text else 0xC2, len(data) - 4) + data[:-4]  # a sync flush always ends with 00 00 ff ff
 
 
-def read_simple_frames(data: bytes, limit: int, append: Callable[[str | bytes], object]) -> int:
+def read_simple_frames(data: bytes, limit: int, append: Callable[[str | bytes], object], pong: Callable[[], object] | None = None) -> int:
     """Append the messages of the complete simple frames at the start of ``data``; return where they end.
 
     The common case, a read holding whole small messages, parsed here with plain indexing, websockets' C
@@ -293,16 +293,24 @@ def read_simple_frames(data: bytes, limit: int, append: Callable[[str | bytes], 
     about half the server's time on small messages. A simple frame is one whose outcome is certain: FIN set, RSV bits
     clear, opcode text or binary, masked, a payload under ``limit`` that is all in ``data``, and for text, valid
     UTF-8. For such a frame the careful parser would only append the same message: no state changes for a final data
-    frame between messages. The caller must call this only between messages (no fragmented message under way, nothing
-    half fed to the parser); it stops at the first frame that is anything else (a control frame, a fragment, a partial
-    frame, a violation, invalid UTF-8), and the caller feeds the rest, from that frame on, to the careful path, which
-    then sees exactly the bytes it would have seen after the frames before it: the outcome is the same.
+    frame between messages. With ``pong``, a whole masked pong of at most 125 bytes is simple too (keep-alive
+    answers): ``pong()`` is called and its payload skipped, as the careful path would. The caller must call this only
+    between messages (no fragmented message under way, nothing half fed to the parser); it stops at the first frame
+    that is anything else (a control frame, a fragment, a partial frame, a violation, invalid UTF-8), and the caller
+    feeds the rest, from that frame on, to the careful path, which then sees exactly the bytes it would have seen after
+    the frames before it: the outcome is the same.
     """
     end = len(data)
     position = 0
     while position + 6 <= end:  # 6 bytes: the smallest masked frame
         head1 = data[position]
         if head1 != 0x81 and head1 != 0x82:  # FIN, no RSV bit, text (1) or binary (2)
+            if head1 == 0x8A and pong is not None:  # FIN, pong
+                length = data[position + 1] ^ 0x80
+                if length < 126 and length < limit and position + 6 + length <= end:
+                    pong()
+                    position += 6 + length
+                    continue
             break
         length = data[position + 1] ^ 0x80  # the MASK bit must be set: unmasked frames give 128-255
         if length < 126:

@@ -138,7 +138,7 @@ class Session:
         if protocol.state is _OPEN and protocol.current_size is None and not self._stream_chunk_size and splitter.idle:
             limit = self._simple_frame_limit()
             if limit:
-                position = read_simple_frames(data, limit, self.assembler.sink())
+                position = read_simple_frames(data, limit, self.assembler.sink(), self._count_pong)
                 if position == len(data):
                     return
                 data = data[position:]  # the rest (from the first frame the fast path left alone) goes the careful way
@@ -178,6 +178,9 @@ class Session:
         if limit is None or (fragment is not None and fragment < limit):
             limit = fragment
         return NO_LIMIT if limit is None else limit + 1  # + 1: a limit of 0 must not turn the fast path off
+
+    def _count_pong(self) -> None:
+        self.pongs_received += 1
 
     def receive_eof(self) -> None:
         """The peer closed TCP (or the connection broke): nothing more will be received."""
@@ -230,10 +233,9 @@ class Session:
             protocol.send_binary(payload)
 
     def send_frames(self, frames: list[bytes]) -> None:
-        """Queue whole data frames built elsewhere, once for many connections (a broadcast), after what is queued.
+        """Queue data frames built once for many connections (``server_frame``, or ``deflate_frame`` for :attr:`shared_deflate`).
 
-        They must suit this connection: uncompressed (:func:`~wsgi_ws.protocol.frames.server_frame`), or compressed
-        for its :attr:`shared_deflate` parameters. Raises :class:`SessionClosed` once a close frame was sent.
+        Raises :class:`SessionClosed` once a close frame was sent.
         """
         if self._protocol.state is not _OPEN:
             raise self.closed_error()
@@ -241,8 +243,7 @@ class Session:
 
     def writable_now(self) -> bool:
         """True when bytes may go straight to the socket: open, and nothing of ours is waiting to be written first."""
-        protocol = self._protocol
-        return protocol.state is _OPEN and not self._out and not protocol.writes
+        return self._protocol.state is _OPEN and not self._out and not self._protocol.writes
 
     @property
     def compressed(self) -> bool:
