@@ -173,6 +173,21 @@ def test_leaving_one_group_or_all_and_the_last_member_unsubscribes(setup: Setup)
     assert alice_peer.read_frame().opcode == OP_CLOSE  # type: ignore[union-attr]
 
 
+def test_a_connection_that_leaves_and_joins_again_is_watched_once(setup: Setup) -> None:
+    alice, alice_peer = setup.connect()
+    for _ in range(3):
+        setup.hub.join(alice, "lobby")
+        setup.hub.leave_all(alice)
+    setup.hub.join(alice, "lobby")
+    assert len(alice.finish_callbacks) == 1, "one end-of-connection callback, not one per join"
+    setup.hub.publish("lobby", "still here")
+    setup.run()
+    assert alice_peer.read_message() == (OP_TEXT, b"still here")
+    for callback in alice.finish_callbacks:
+        callback()
+    assert setup.hub.members("lobby") == 0 and setup.backend.unsubscribed[-1] == "lobby"
+
+
 def test_compressed_connections_get_a_frame_compressed_once_per_parameter_set(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
     compressed: list[bytes] = []
     real = frames.deflate_frame
@@ -244,7 +259,7 @@ def read_until_close(peer: Peer) -> list[tuple[int, bytes]]:
 def test_a_member_over_its_bounds_loses_the_oldest_or_keeps_the_latest(setup: Setup, policy: str) -> None:
     slow, slow_peer = setup.connect(buffer=4096, hub_queue_limit=10, hub_overflow=policy)
     setup.hub.join(slow, "lobby")
-    messages = flood(setup, "lobby", 100)
+    flood(setup, "lobby", 100)
     threading.Thread(target=setup.spawn.run_all).start()  # the writer sends the backlog as the peer reads
     numbers: list[int] = []
     while not numbers or numbers[-1] != 99:
@@ -255,7 +270,6 @@ def test_a_member_over_its_bounds_loses_the_oldest_or_keeps_the_latest(setup: Se
     assert numbers[-kept:] == list(range(100 - kept, 100)), "the newest survive"
     assert setup.hub.counters.dropped == 100 - len(numbers) and slow.messages_sent == len(numbers)
     assert setup.hub.members("lobby") == 1, "still a member"
-    del messages
 
 
 def test_a_member_that_never_reads_is_cut_after_close_timeout(setup: Setup) -> None:

@@ -78,7 +78,7 @@ def tick_for(interval: float | None, timeout: float | None) -> float:
     return min(max(min(times) / 4, 0.01), 1.0) if times else 1.0
 
 
-def due(ws: KeptAlive, now: float) -> Callable[[], None] | None:
+def due(ws: KeptAlive, now: float) -> functools.partial[None] | None:
     """The keep-alive action ``ws`` needs at monotonic time ``now`` (run it in its own greenlet), or None."""
     interval, timeout = ws.keep_alive
     transport = ws.transport
@@ -92,12 +92,14 @@ def due(ws: KeptAlive, now: float) -> Callable[[], None] | None:
         return functools.partial(_ping, ws, now)
     if timeout is not None and now - ping_sent_at >= timeout:
         transport.keep_alive_busy = True
-        return lambda: _expired(ws, timeout)
+        return functools.partial(_expired, ws, timeout)
     return None
 
 
-#: The keep-alive ping as a server frame (opcode 9, "keep-alive"): written as is when the socket takes it at once.
-KEEP_ALIVE_PING = b"\x89\x0akeep-alive"
+#: The payload of keep-alive pings.
+KEEP_ALIVE_DATA = b"keep-alive"
+#: The keep-alive ping as a server frame (FIN, opcode 9, unmasked): written as is when the socket takes it at once.
+KEEP_ALIVE_PING = bytes([0x89, len(KEEP_ALIVE_DATA)]) + KEEP_ALIVE_DATA
 
 
 def _ping_at_once(ws: KeptAlive, now: float) -> bool:
@@ -115,7 +117,7 @@ def _ping(ws: KeptAlive, now: float) -> None:
     try:
         transport.ping_sent_at = now
         with contextlib.suppress(OSError):  # ConnectionClosed is an OSError too
-            ws.ping(b"keep-alive")
+            ws.ping(KEEP_ALIVE_DATA)
     finally:
         transport.keep_alive_busy = False
 
@@ -192,7 +194,7 @@ class ConnectionMonitor:
         for ws in list(self._connections):
             action = due(ws, now)
             if action is not None:
-                if isinstance(action, functools.partial) and action.func is _ping and _ping_at_once(ws, now):
+                if action.func is _ping and _ping_at_once(ws, now):
                     continue
                 self._spawn(action)
 

@@ -345,10 +345,10 @@ def _nonblocking_send(sock: socket.socket) -> tuple[Callable[[bytes, int], int] 
     """
     if not _DONTWAIT or isinstance(sock, ssl.SSLSocket) or hasattr(sock, "_sslobj"):
         return None, False
-    inner = getattr(sock, "_sock", None)
-    if type(sock).__module__.startswith("gevent") and isinstance(inner, _socket.socket):
-        return inner.send, False
-    if isinstance(sock, _socket.socket) and not type(sock).__module__.startswith("gevent"):
+    if type(sock).__module__.startswith("gevent"):
+        inner = getattr(sock, "_sock", None)
+        return (inner.send, False) if isinstance(inner, _socket.socket) else (None, False)
+    if isinstance(sock, _socket.socket):
         return sock.send, True
     return None, False
 

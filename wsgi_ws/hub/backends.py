@@ -90,6 +90,10 @@ class Backend(Protocol):
         """Publish; how many workers with members of the group received it (0: nobody, or it could not be sent)."""
         ...
 
+    def workers(self, group: str) -> int:
+        """How many workers, on every machine the backend reaches, have members of ``group`` now."""
+        ...
+
 
 class MemoryBackend:
     """Delivers within this process only: the default, for one worker."""
@@ -115,3 +119,7 @@ class MemoryBackend:
             return 0
         receiver.deliver(group, message if isinstance(message, str) else bytes(message), sender)
         return 1
+
+    def workers(self, group: str) -> int:
+        """1 when this process has members of ``group``, else 0."""
+        return int(self._receiver is not None and self._receiver.reaches(group))

@@ -103,22 +103,22 @@ class Hub:
         if member is not None and group in member.groups:
             member.groups.discard(group)
             self._forget(member, group)
-            if not member.groups:
-                del self._members[ws]
 
     def leave_all(self, ws: WebSocket) -> None:
         """Remove ``ws`` from every group."""
-        member = self._members.pop(ws, None)
-        if member is None:
-            return
-        for group in list(member.groups):
-            self._forget(member, group)
-        member.groups.clear()
+        member = self._members.get(ws)
+        if member is not None:
+            for group in list(member.groups):
+                self._forget(member, group)
+            member.groups.clear()
 
     def _ended(self, ws: WebSocket) -> None:
-        """The connection ended: it leaves every group, and what still waited for it is dropped."""
-        member = self._members.get(ws)
+        """The connection ended: it leaves every group, and what still waited for it is dropped.
+
+        Its membership is kept until then, so a connection that leaves and joins again is watched once.
+        """
         self.leave_all(ws)
+        member = self._members.pop(ws, None)
         if member is not None:
             member.stop()
 
@@ -137,8 +137,7 @@ class Hub:
 
     def workers(self, group: str) -> int:
         """How many workers, on every machine, have members of ``group`` now (Redis; in memory: this one or none)."""
-        count = getattr(self.backend, "workers", None)
-        return int(count(group)) if count is not None else int(bool(self._groups.get(group)))
+        return self.backend.workers(group)
 
     def groups(self) -> list[str]:
         """The groups this worker has members of (the only ones whose messages it receives)."""

@@ -157,8 +157,7 @@ class Member:
             return items if session is not None and session.is_open else []  # else closing: nothing more for it
         sent = transport.try_write(blob)
         if sent == len(blob):
-            self.ws.messages_sent += len(items)
-            self.counters.delivered += len(items)
+            self._delivered(len(items))
             return []
         if sent < 0:
             return []  # the socket broke; the handler sees the end
@@ -175,14 +174,18 @@ class Member:
                 session = self.transport.session
                 assert session is not None
                 session.send_frames([frame[sent - start :]])  # must be the next bytes on the wire
-                self.ws.messages_sent += index + 1
-                self.counters.delivered += index + 1
+                self._delivered(index + 1)
                 return items[index + 1 :]
         return []  # not reached: a partial write ends inside some frame
 
+    def _delivered(self, count: int) -> None:
+        """``count`` messages went to the socket or the session: the connection's and the hub's counts."""
+        self.ws.messages_sent += count
+        self.counters.delivered += count
+
     def _queue(self, items: list[Outgoing]) -> None:
         """Add ``items`` to the backlog under the member's bounds and policy, and make sure a writer runs."""
-        break_off = False
+        behind = 0  # over the bounds with hub_overflow=close: how far behind it was
         with self._mutex:
             if self.leaving:
                 return
@@ -196,16 +199,15 @@ class Member:
             else:
                 backlog.extend(items)
                 self.backlog_bytes += sum(item.size for item in items)
-                if len(backlog) > self.limit or self.backlog_bytes > self.byte_limit:
-                    if self.policy == "close":
-                        behind = self._start_closing()
-                        break_off = True
-                    while backlog and (len(backlog) > self.limit or self.backlog_bytes > self.byte_limit):
-                        self.backlog_bytes -= backlog.popleft().size
-                        dropped += 1
-            start = not self.writing and not break_off
-            self.writing = self.writing or start
-        if break_off:
+                if self._over_bounds() and self.policy == "close":
+                    behind = self._start_closing()
+                while backlog and self._over_bounds():  # drop-oldest
+                    self.backlog_bytes -= backlog.popleft().size
+                    dropped += 1
+            start = not self.writing and not behind
+            if start:
+                self.writing = True
+        if behind:
             self._warn(f"{behind} messages behind; closing it with 1013 so the others keep their pace")
             self.leave(self.ws)
             self.spawn(close_without_waiting, self.ws, CloseCode.TRY_AGAIN_LATER, SLOW_REASON)
@@ -215,6 +217,9 @@ class Member:
             self._warn(f"dropping its oldest messages (hub_overflow={self.policy})")
         if start:
             self.spawn(self._write)
+
+    def _over_bounds(self) -> bool:
+        return len(self.backlog) > self.limit or self.backlog_bytes > self.byte_limit
 
     # Writing.
 
@@ -233,7 +238,6 @@ class Member:
     def _write(self) -> None:
         """The writer: send the backlog through the session and the corked writer, until it is empty."""
         transport = self.transport
-        ws = self.ws
         try:
             while True:
                 with self._mutex:
@@ -251,8 +255,7 @@ class Member:
                         else:
                             kind = self.kind
                             session.send_frames([item.frame_for(kind) for item in batch])
-                        ws.messages_sent += len(batch)
-                        self.counters.delivered += len(batch)
+                        self._delivered(len(batch))
                     if not transport.write_pending():
                         break
         except (ProtocolError, ConnectionClosed):  # the connection closed meanwhile: the rest is not for anyone
