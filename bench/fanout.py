@@ -1039,15 +1039,8 @@ def main() -> int:
             skipped[server.key] = reason
             log(f"skipping {server.key}: {reason}")
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = 20000 if hard == resource.RLIM_INFINITY else min(20000, hard)
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    pin = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
-    if pin:
-        os.sched_setaffinity(0, {1})
-    else:
-        log("fewer than 2 CPUs or no taskset: nothing is pinned, and the numbers mean little")
+    bench_run.raise_open_files()
+    pin = bench_run.pin_load_generator()
 
     started = time.perf_counter()
     all_results = uvloop.run(main_async(servers, settings, pin))

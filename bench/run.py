@@ -418,6 +418,24 @@ async def main_async(args: argparse.Namespace, settings: Settings, pin: bool) ->
     return all_results
 
 
+def raise_open_files(want: int = 20000) -> int:
+    """Raise the soft open-file limit to ``want`` (or the hard limit, if lower); servers inherit it. Returns the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def pin_load_generator() -> bool:
+    """Pin this process (the load generator) to CPU 1, servers go on CPU 0 with ``taskset -c 0``; False if it cannot."""
+    if (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None:
+        os.sched_setaffinity(0, {1})
+        return True
+    log("fewer than 2 CPUs or no taskset: nothing is pinned, and the numbers mean little")
+    return False
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke mode: a few seconds per server, payloads verified")
@@ -433,22 +451,14 @@ def main() -> int:
     WSGI_WS_APP[0] = args.wsgi_ws_app
     settings = Settings.make(args.quick)
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = 20000 if hard == resource.RLIM_INFINITY else min(20000, hard)
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    limit = raise_open_files()
     needed = max(settings.idle, settings.keep_alive[0]) + 200
     if limit < needed:
         log(f"open-file limit {limit} < {needed}: fewer idle connections for (f) and (g)")
         settings.idle = min(settings.idle, limit - 200)
         settings.keep_alive = (min(settings.keep_alive[0], limit - 200), *settings.keep_alive[1:])
 
-    pin = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
-    if pin:
-        os.sched_setaffinity(0, {1})  # the load generator: CPU 1; servers: taskset -c 0
-    else:
-        log("fewer than 2 CPUs or no taskset: nothing is pinned, and the numbers mean little")
+    pin = pin_load_generator()
 
     started = time.perf_counter()
     all_results = uvloop.run(main_async(args, settings, pin))
