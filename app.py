@@ -1,4 +1,5 @@
-"""The sample app: echo at /ws, a server-push clock at /clock, a chat at /chat, and the browser test page at /."""
+"""The sample app: echo at /ws, a server-push clock at /clock, a chat at /chat, a resumable feed at /feed/<group>,
+and the browser test page at /."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ import time
 
 from flask import Flask, Response, render_template, request
 
-from wsgi_ws import ConnectionClosed, WebSocket, metrics
+from wsgi_ws import ConnectionClosed, WebSocket, current_options, metrics
 from wsgi_ws.flask_ext import WebSockets
-from wsgi_ws.hub import current_hub
+from wsgi_ws.hub import current_hub, feed
+
+#: The sample's groups keep their last 1,000 messages for 5 minutes, for clients that resume (unless
+#: WS_HUB_HISTORY_SIZE says otherwise).
+FEED_HISTORY_SIZE, FEED_HISTORY_TTL = 1000, 300.0
 
 app = Flask(__name__)
 sockets = WebSockets(app)
@@ -91,3 +96,28 @@ def chat(ws: WebSocket) -> None:
             return
         if text.strip():
             hub.publish("chat", json.dumps({"name": name, "text": text, "worker": os.getpid(), "time": time.strftime("%H:%M:%S")}))
+
+
+@sockets.route("/feed/<group>")
+def feed_socket(ws: WebSocket, group: str) -> Response | None:
+    """A resumable feed: join ``group`` (from ``?since=<position>`` when given), get ``{"type": "joined", ...}`` then
+    every message as ``{"type": "message", "position": ..., "data": ...}``; every text sent is published to the group.
+
+    With ``WS_HUB_URL`` set it spans workers and machines, and survives worker restarts and Redis outages.
+    """
+    if not 1 <= len(group) <= 200:
+        return Response("the group name must be 1-200 characters\n", status=400)
+    hub = current_hub()
+    hub.join(ws, group, since=request.args.get("since"), render=feed.render, announce=feed.announce)
+    for message in ws:
+        if isinstance(message, str):
+            hub.publish(group, message)
+    return None
+
+
+def _keep_history() -> None:
+    if not current_options().hub_history_size:
+        current_hub().set_history("*", FEED_HISTORY_SIZE, FEED_HISTORY_TTL)
+
+
+_keep_history()

@@ -56,7 +56,10 @@ loglevel = os.environ.get("WSGI_WS_LOG_LEVEL", "info")
 #   hub_queue_limit = 1000                      messages a hub member may fall behind (its socket full) before hub_overflow applies
 #   hub_queue_bytes = 1048576                   bytes (1 MiB) of messages a hub member may fall behind before hub_overflow applies
 #   hub_overflow = 'close'                      over either bound: 'close' with 1013, 'drop-oldest', or keep only the 'latest'
-# A route can set its own (@sockets.route("/upload", max_message_size="64MiB")), except the three per-server ones.
+#   hub_history_size = 0                        messages each group keeps for clients that resume; 0 = off (per server)
+#   hub_history_ttl = 300.0                     seconds a group's history is kept after its last publish (per server)
+#   hub_presence_heartbeat = 10.0               seconds between presence heartbeats; dead workers vanish within 2x (per server)
+# A route can set its own (@sockets.route("/upload", max_message_size="64MiB")), except the per-server ones.
 try:
     websocket_options = wsgi_ws.configure()
 except wsgi_ws.InvalidOption as error:

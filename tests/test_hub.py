@@ -17,7 +17,8 @@ from tests.fakes import Spawner
 from tests.wsclient import OP_CLOSE, OP_TEXT, RawClient, close_payload
 from wsgi_ws.connection.websocket import WebSocket
 from wsgi_ws.hub import Hub, MemoryBackend
-from wsgi_ws.hub.backends import READY, Receiver, Waitable
+from wsgi_ws.hub.backends import READY, CloseRequest, Receiver, Waitable
+from wsgi_ws.hub.history import History
 from wsgi_ws.options import WebSocketOptions
 from wsgi_ws.protocol import frames
 from wsgi_ws.protocol.assembler import Message
@@ -61,9 +62,11 @@ class RecordingBackend(MemoryBackend):
     def unsubscribe(self, group: str) -> None:
         self.unsubscribed.append(group)
 
-    def publish(self, group: str, message: Message | bytearray | memoryview, sender: bytes = b"") -> int:
+    def publish(
+        self, group: str, message: Message | bytearray | memoryview | CloseRequest, sender: bytes = b"", history: History | None = None
+    ) -> int:
         self.senders.append(sender)
-        return super().publish(group, message, sender)
+        return super().publish(group, message, sender, history)
 
 
 class Setup:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from wsgi_ws.hub.backends import READY, MemoryBackend, decode, encode
-from wsgi_ws.protocol.assembler import Message
+from wsgi_ws.hub.backends import READY, MemoryBackend, Published, decode, encode
+from wsgi_ws.hub.history import Position
 
 pytestmark = pytest.mark.unit
 
@@ -30,10 +30,16 @@ def test_a_payload_of_another_kind_is_refused(payload: bytes) -> None:
 class Receiver:
     def __init__(self, members: dict[str, set[bytes]]) -> None:
         self.members = members
-        self.delivered: list[tuple[str, Message, bytes]] = []
+        self.delivered: list[tuple[str, Published, bytes]] = []
+        self.positions: list[Position | None] = []
+        self.resumptions: list[str] = []
 
-    def deliver(self, group: str, message: Message, sender: bytes = b"") -> None:
+    def deliver(self, group: str, message: Published, sender: bytes = b"", position: Position | None = None) -> None:
         self.delivered.append((group, message, sender))
+        self.positions.append(position)
+
+    def resumed(self, group: str) -> None:
+        self.resumptions.append(group)
 
     def reaches(self, group: str, sender: bytes = b"") -> bool:
         return bool(self.members.get(group, set()) - {sender})

@@ -151,6 +151,11 @@ TEST_MODULE = {
     "hub/member.py": "test_hub.py",
     "hub/outgoing.py": "test_hub.py",
     "hub/redis_backend.py": "test_e2e_hub.py",
+    "hub/redis_streams.py": "test_e2e_recovery.py",
+    "hub/history.py": "test_recovery.py",
+    "hub/feed.py": "test_recovery.py",
+    "hub/fanout.py": "test_hub.py",
+    "hub/process.py": "test_e2e_hub.py",
 }
 
 

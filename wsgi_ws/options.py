@@ -27,7 +27,7 @@ CONFIG_PREFIX = "WEBSOCKET_"
 _log = logging.getLogger("wsgi_ws")
 _OFF_WORDS = {"", "0", "none", "off", "false", "no"}
 #: Settings that act before a request is routed, or once per process: they cannot differ per route or middleware.
-PER_SERVER = frozenset({"handshake_timeout", "hub_url", "hub_cluster"})
+PER_SERVER = frozenset({"handshake_timeout", "hub_url", "hub_cluster", "hub_history_size", "hub_history_ttl", "hub_presence_heartbeat"})
 #: What the hub does with a member whose backlog goes over ``hub_queue_limit`` or ``hub_queue_bytes``.
 HUB_OVERFLOW_POLICIES = ("close", "drop-oldest", "latest")
 _ON_WORDS = {"1", "true", "yes", "on"}
@@ -80,6 +80,12 @@ class WebSocketOptions:
     hub_queue_bytes: int = 1024 * 1024
     #: A member over its backlog bounds: ``close`` (1013), ``drop-oldest`` messages, or keep only the ``latest``.
     hub_overflow: str = "close"
+    #: Messages each hub group keeps for connections that resume (0 = off: at most once). Per group: Hub.set_history.
+    hub_history_size: int = 0
+    #: Seconds a group's history is kept after its last publish.
+    hub_history_ttl: float = 300.0
+    #: Seconds between a worker's presence heartbeats; a dead worker's entries go within twice this.
+    hub_presence_heartbeat: float = 10.0
 
     def __post_init__(self) -> None:
         for spec in _SPECS.values():
@@ -307,6 +313,9 @@ _SPECS: dict[str, _Spec] = {
         _Spec("hub_queue_limit", int, _int_between(1, 10_000_000)),
         _Spec("hub_queue_bytes", _size, _int_between(1, 1 << 40)),
         _Spec("hub_overflow", str.lower, _choice(HUB_OVERFLOW_POLICIES)),
+        _Spec("hub_history_size", int, _int_between(0, 10_000_000)),
+        _Spec("hub_history_ttl", float, _positive_seconds),
+        _Spec("hub_presence_heartbeat", float, _positive_seconds),
     )
 }
 

@@ -43,9 +43,12 @@ class ConnectionInfo:
         "messages_received",
         "messages_sent",
         "transport",
+        "user",
     )
 
     environ: Mapping[str, Any]
+    #: The user this connection belongs to, as the app named it (``ws.user = ...``; see ``Hub.identify``), or None.
+    user: str | None
     messages_received: int
     messages_sent: int
     transport: Transport

@@ -76,6 +76,7 @@ class WebSocket(ConnectionInfo):
         self._started = time.monotonic()
         #: Messages each way, for logs and metrics.
         self.messages_received = self.messages_sent = 0
+        self.user = None
 
     # Opening.
 

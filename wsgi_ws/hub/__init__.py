@@ -7,6 +7,7 @@ See :mod:`wsgi_ws.hub.hub` for the hub, :mod:`wsgi_ws.hub.member` for how a memb
 from __future__ import annotations
 
 from .backends import CHANNEL_PREFIX, Backend, MemoryBackend, decode, encode
-from .hub import Hub, current_hub, make_hub, publish
+from .hub import Hub
+from .process import current_hub, make_hub, publish
 
 __all__ = ["CHANNEL_PREFIX", "Backend", "Hub", "MemoryBackend", "current_hub", "decode", "encode", "make_hub", "publish"]

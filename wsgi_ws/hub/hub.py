@@ -23,24 +23,27 @@ messages published since the last pass go to each member in one write (:mod:`wsg
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import metrics
-from ..connection.keepalive import gevent_patched, spawn_background
 from ..connection.websocket import WebSocket
-from ..options import WebSocketOptions, current_options
 from ..protocol.assembler import Message
-from .backends import CHANNEL_PREFIX, Backend, MemoryBackend, Waitable, encode
-from .member import Counters, Member
-from .outgoing import OWN_COMPRESSION, FrameKind, Outgoing
+from ..protocol.session import CloseCode
+from .backends import Backend, CloseRequest, Published, Waitable
+from .fanout import join_frames, offer_run
+from .history import Delivery, History, HistoryRead, Position, Recovery
+from .member import Counters, Member, close_without_waiting
+from .outgoing import Format, Notice, Outgoing, shape
+from .recovery import Item, Tracks, missed_since, parse_since
 
-__all__ = ["Hub", "current_hub", "make_hub", "publish"]
+__all__ = ["USER_GROUP", "Hub"]
 
+#: Groups named USER_GROUP + user hold a user's connections (:meth:`Hub.identify`).
+USER_GROUP = "\x00user:"
 #: Seconds :meth:`Hub.join` waits for the backend to confirm a new group's subscription.
 SUBSCRIBE_WAIT = 5.0
 
@@ -55,26 +58,49 @@ class Hub:
     publisher's thread).
     """
 
-    def __init__(self, backend: Backend, spawn: Callable[..., Any], defer: Callable[[Callable[[], None]], object] | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        spawn: Callable[..., Any],
+        defer: Callable[[Callable[[], None]], object] | None = None,
+        history: History | None = None,
+    ) -> None:
         self.backend = backend
+        self._history_rules: list[tuple[str, History | None]] = [("*", history)]
+        #: What this worker's hub has done (``/stats`` shows them as ``hub_*``).
+        self.counters = Counters()
+        self.tracks = Tracks(backend, self.history_for, self.counters)
         self._spawn = spawn
         self._defer = defer
         self._groups: dict[str, dict[Member, None]] = {}
         self._members: dict[WebSocket, Member] = {}
         self._subscribed: dict[str, Waitable] = {}  # per group: set once the backend delivers its messages
-        self._pending: list[Outgoing] = []
+        self._pending: list[Item] = []
         self._scheduled = False
         self._started = False
         self._lock = threading.Lock()  # starting the backend; fan-out passes when there is no event loop
-        #: What this worker's hub has done (``/stats`` shows them as ``hub_*``).
-        self.counters = Counters()
 
     # Membership.
 
-    def join(self, ws: WebSocket, group: str) -> None:
+    def join(
+        self,
+        ws: WebSocket,
+        group: str,
+        *,
+        since: str | Position | None = None,
+        render: Callable[[Delivery], Message] | None = None,
+        announce: Callable[[Recovery], Message | None] | None = None,
+    ) -> Recovery:
         """Add ``ws`` to ``group`` (accepting it if need be); it leaves every group when the connection ends.
 
         Returns once this worker receives the group's messages (with Redis: subscribed, or after 5 s with a warning).
+
+        In a recoverable group (a history size set: ``hub_history_size`` or :meth:`set_history`) ``since`` is the
+        position (:meth:`Position.token`) of the last message the client saw: it gets every message after it, then
+        the live ones, none twice. ``render`` turns each message, with its position, into what is sent (for example
+        :func:`wsgi_ws.hub.feed.render`); ``announce`` makes the message sent first, from the :class:`Recovery`.
+        The returned :class:`Recovery` says whether everything since ``since`` could be recovered (False: some is
+        gone, or ``since`` was not a position this group gave, or the group keeps no history).
         """
         if not self._started:
             with self._lock:
@@ -83,11 +109,16 @@ class Hub:
                     self._started = True
         if not ws.accepted:
             ws.accept()
-        member = self._members.get(ws)
-        if member is None:
-            member = Member(ws, os.urandom(8), self.counters, self._spawn, self.leave_all, cooperative=self._defer is not None)
-            self._members[ws] = member
-            ws.on_finish(lambda: self._ended(ws))
+        member = self._member(ws)
+        if ws.user is not None and not group.startswith(USER_GROUP) and USER_GROUP + ws.user not in member.groups:
+            self.identify(ws, ws.user)
+        history = self.history_for(group)
+        wanted, well_formed = parse_since(since)
+        fmt = Format(render, announce) if render is not None or announce is not None else None
+        if fmt is not None:
+            member.formats[group] = fmt
+        if history is not None:
+            member.holding[group] = []
         member.groups.add(group)
         members = self._groups.get(group)
         if members is None:
@@ -96,6 +127,58 @@ class Hub:
         members[member] = None
         if not self._subscribed[group].wait(SUBSCRIBE_WAIT):
             log.warning("hub: not subscribed to group %r yet; its messages are lost for this worker until it is", group)
+        if history is None:
+            recovery = Recovery(well_formed and wanted is None, 0, None)
+            self._send_now(member, group, [Notice(group, recovery)])
+            return recovery
+        return self._resume(member, group, wanted if well_formed else Position("", 0), history)
+
+    def _member(self, ws: WebSocket) -> Member:
+        member = self._members.get(ws)
+        if member is None:
+            member = Member(ws, os.urandom(8), self.counters, self._spawn, self.leave_all, cooperative=self._defer is not None)
+            self._members[ws] = member
+            ws.on_finish(lambda: self._ended(ws))
+        return member
+
+    def _resume(self, member: Member, group: str, since: Position | None, history: History) -> Recovery:
+        """Send a joining member what it missed since ``since``, then what was held back meanwhile; then it is live."""
+        read: HistoryRead | None
+        try:
+            read = self.backend.read_history(group, since.offset if since is not None else 1 << 62, history)
+        except Exception as exc:  # whatever the backend raises: Redis, connections
+            log.warning("hub: cannot read the history of group %r (%s); the joining connection is not recovered", group, exc)
+            read = None
+        with self.tracks.lock, self._lock:  # no fan-out pass between taking what was held and going live
+            if read is not None:
+                self.tracks.start_at(group, read)
+            recovery, items = missed_since(group, since, read, member.holding.pop(group, []))
+            self._send_now(member, group, [Notice(group, recovery), *items])
+        self.counters.replayed += recovery.missed
+        return recovery
+
+    def _send_now(self, member: Member, group: str, items: list[Item]) -> None:
+        """Offer ``items`` to one member, shaped as its join of ``group`` asked."""
+        shaped = shape(items, member.formats.get(group))
+        if shaped:
+            member.offer(shaped, join_frames(shaped, member.kind))
+
+    def set_history(self, pattern: str, size: int, ttl: float = 300.0) -> None:
+        """Keep ``size`` messages (0: none) for ``ttl`` seconds in the groups whose name matches ``pattern`` (``fnmatch``:
+        ``"feed:*"``), for connections that resume; the latest rule that matches wins. Set it the same way in every
+        worker (at import), and pass the same to :func:`publish` from outside."""
+        if size < 0 or ttl <= 0:
+            raise ValueError(f"history size must be >= 0 and ttl > 0, got size={size!r}, ttl={ttl!r}")
+        self._history_rules.append((pattern, History(size, ttl) if size else None))
+
+    def history_for(self, group: str) -> History | None:
+        """How much history ``group`` keeps (None: none, delivery at most once)."""
+        if group.startswith(USER_GROUP):
+            return None
+        for pattern, history in reversed(self._history_rules):
+            if pattern == "*" or fnmatch.fnmatchcase(group, pattern):
+                return history
+        return None
 
     def leave(self, ws: WebSocket, group: str) -> None:
         """Remove ``ws`` from ``group``."""
@@ -129,6 +212,7 @@ class Hub:
             if not members:
                 del self._groups[group]
                 del self._subscribed[group]
+                self.tracks.forget(group)
                 self.backend.unsubscribe(group)
 
     def members(self, group: str) -> int:
@@ -141,7 +225,24 @@ class Hub:
 
     def groups(self) -> list[str]:
         """The groups this worker has members of (the only ones whose messages it receives)."""
-        return list(self._groups)
+        return [group for group in self._groups if not group.startswith(USER_GROUP)]
+
+    # Users.
+
+    def identify(self, ws: WebSocket, user: str) -> None:
+        """Name the user ``ws`` belongs to (also ``ws.user = ...`` before a :meth:`join`): :meth:`send_to_user` and
+        :meth:`disconnect_user` reach it then, on every worker."""
+        ws.user = user
+        self.join(ws, USER_GROUP + user)
+
+    def send_to_user(self, user: str, message: Message | bytearray | memoryview) -> int:
+        """Send ``message`` to every connection of ``user`` on every worker; how many workers had some (0: none)."""
+        return self.backend.publish(USER_GROUP + user, message)
+
+    def disconnect_user(self, user: str, code: int = CloseCode.POLICY_VIOLATION, reason: str = "") -> int:
+        """Close every connection of ``user`` on every worker with ``code`` and ``reason`` (each after the frame it is
+        sending); how many workers had some."""
+        return self.backend.publish(USER_GROUP + user, CloseRequest(int(code), reason))
 
     # Publishing.
 
@@ -157,14 +258,44 @@ class Hub:
             member = self._members.get(exclude)
             if member is not None:
                 sender = member.token
-        return self.backend.publish(group, message, sender)
+        return self.backend.publish(group, message, sender, self.history_for(group))
 
-    def deliver(self, group: str, message: Message, sender: bytes = b"") -> None:
+    def deliver(self, group: str, message: Published, sender: bytes = b"", position: Position | None = None) -> None:
         """Hand a published message to this worker's members of ``group`` (called by the backend)."""
         self.counters.received += 1
         if group not in self._groups:
             return
-        self._pending.append(Outgoing(group, message, sender))
+        if isinstance(message, CloseRequest):
+            self._close_members(group, message)
+            return
+        item = Outgoing(group, message, sender, position)
+        if position is None:
+            self._pending.append(item)
+        else:
+            with self.tracks.lock:
+                self._pending.extend(self.tracks.arrange(group, item))
+        self._schedule()
+
+    def resumed(self, group: str) -> None:
+        """The backend receives ``group`` again after an outage: what its members missed is read from its history."""
+        if group in self._groups and self.history_for(group) is not None:
+            self._spawn(self._catch_up, group)
+
+    def _catch_up(self, group: str) -> None:
+        with self.tracks.lock:
+            items = self.tracks.catch_up(group)
+            self._pending.extend(items)
+        if items:
+            log.info("hub: group %r caught up with %d message(s) from its history after an outage", group, len(items))
+            self._schedule()
+
+    def _close_members(self, group: str, request: CloseRequest) -> None:
+        for member in list(self._groups.get(group, ())):
+            self._spawn(close_without_waiting, member.ws, request.code, request.reason)
+
+    def _schedule(self) -> None:
+        if not self._pending:
+            return
         if self._defer is None:
             with self._lock:
                 self._fan_out()
@@ -189,94 +320,5 @@ class Hub:
             end = start + 1
             while end < len(pending) and pending[end].group == group:
                 end += 1
-            self._offer_run(group, pending[start:end])
+            offer_run(self._groups.get(group), group, pending[start:end])
             start = end
-
-    def _offer_run(self, group: str, run: list[Outgoing]) -> None:
-        members = self._groups.get(group)
-        if not members:
-            return
-        senders = {item.sender for item in run if item.sender}
-        blobs: dict[FrameKind, bytes | None] = {}
-        for member in list(members):
-            kind = member.kind
-            if senders and member.token in senders:
-                items = [item for item in run if item.sender != member.token]
-                if items:
-                    member.offer(items, _join(items, kind))
-                continue
-            if kind in blobs:
-                blob = blobs[kind]
-            else:
-                blob = blobs[kind] = _join(run, kind)
-            member.offer(run, blob)
-
-
-def _join(items: list[Outgoing], kind: FrameKind) -> bytes | None:
-    """The frames of ``items`` for connections of ``kind``, as one write; None for connections that compress themselves."""
-    if kind == OWN_COMPRESSION:
-        return None
-    if len(items) == 1:
-        return items[0].frame_for(kind)
-    return b"".join([item.frame_for(kind) for item in items])
-
-
-_hub: Hub | None = None
-_hub_lock = threading.Lock()
-
-
-def make_hub(
-    options: WebSocketOptions,
-    spawn: Callable[..., Any],
-    sleep: Callable[[float], Any] = time.sleep,
-    defer: Callable[[Callable[[], None]], object] | None = None,
-) -> Hub:
-    """A hub for these options: Redis when ``hub_url`` is set (a cluster if it is one), in memory otherwise."""
-    backend: Backend
-    if options.hub_url:
-        from .redis_backend import redis_backend  # the redis package is needed only then
-
-        backend = redis_backend(options.hub_url, options.hub_cluster, spawn, sleep)
-    else:
-        backend = MemoryBackend()
-    return Hub(backend, spawn, defer)
-
-
-def current_hub() -> Hub:
-    """This process's hub, made on first use from the options in force (its counters join ``/stats``)."""
-    global _hub
-    if _hub is None:
-        with _hub_lock:
-            if _hub is None:
-                defer = None
-                if gevent_patched():
-                    import gevent
-
-                    defer = gevent.spawn
-                hub = make_hub(current_options(), spawn_background, defer=defer)
-                metrics.add_source(hub.counters.as_dict)
-                _hub = hub
-    return _hub
-
-
-def publish(url: str, group: str, message: Message | bytearray | memoryview, *, cluster: bool | None = None) -> int:
-    """Publish to ``group`` through Redis at ``url`` from any Python process (a cron job, a service); raises on failure.
-
-    Returns how many workers with members of the group received it. ``cluster`` as the ``hub_cluster`` setting.
-    """
-    import redis
-
-    from .redis_backend import is_cluster
-
-    channel, payload = CHANNEL_PREFIX + group, encode(message)
-    if cluster or (cluster is None and is_cluster(url)):
-        cluster_client = redis.RedisCluster.from_url(url, socket_connect_timeout=5)
-        try:
-            return int(cluster_client.spublish(channel, payload))
-        finally:
-            cluster_client.close()
-    client = redis.Redis.from_url(url, socket_connect_timeout=5)
-    try:
-        return int(client.publish(channel, payload))
-    finally:
-        client.close()

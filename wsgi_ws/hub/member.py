@@ -26,7 +26,7 @@ from ..connection.websocket import WebSocket
 from ..exceptions import ConnectionClosed
 from ..protocol.errors import ProtocolError
 from ..protocol.session import CloseCode
-from .outgoing import OWN_COMPRESSION, FrameKind, Outgoing
+from .outgoing import OWN_COMPRESSION, Format, FrameKind, Notice, Outgoing
 
 __all__ = ["Counters", "Member", "close_without_waiting"]
 
@@ -40,7 +40,7 @@ SLOW_REASON = "too slow: fell behind the broadcast"
 class Counters:
     """What one worker's hub has done (plain integers: counted without a lock, read by ``/stats``)."""
 
-    __slots__ = ("closed_slow", "delivered", "dropped", "received")
+    __slots__ = ("closed_slow", "delivered", "dropped", "filled", "lost", "received", "replayed")
 
     def __init__(self) -> None:
         #: Messages this worker received from the backend (for groups it has members of).
@@ -51,6 +51,12 @@ class Counters:
         self.dropped = 0
         #: Members closed with 1013 for falling behind.
         self.closed_slow = 0
+        #: Messages of recoverable groups sent to joining connections that resumed.
+        self.replayed = 0
+        #: Messages read from a recoverable group's history to fill a gap (an outage, crossed publishes).
+        self.filled = 0
+        #: Times members of a recoverable group were told messages were lost (``recovered=False``).
+        self.lost = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counters, named as ``/stats`` shows them."""
@@ -59,6 +65,9 @@ class Counters:
             "hub_delivered": self.delivered,
             "hub_dropped": self.dropped,
             "hub_closed_slow": self.closed_slow,
+            "hub_replayed": self.replayed,
+            "hub_filled": self.filled,
+            "hub_lost": self.lost,
         }
 
 
@@ -81,7 +90,9 @@ class Member:
         "byte_limit",
         "cooperative",
         "counters",
+        "formats",
         "groups",
+        "holding",
         "kind",
         "leave",
         "leaving",
@@ -111,6 +122,10 @@ class Member:
         #: Identifies this membership in a published message that asked to skip its sender.
         self.token = token
         self.groups: set[str] = set()
+        #: Per group joined with a render or announce: how its messages are sent.
+        self.formats: dict[str, Format] = {}
+        #: Per group being resumed: the live messages held back until its history is sent.
+        self.holding: dict[str, list[Outgoing | Notice]] = {}
         self.kind = frame_kind(ws)
         options = ws.options
         self.limit, self.byte_limit, self.policy = options.hub_queue_limit, options.hub_queue_bytes, options.hub_overflow

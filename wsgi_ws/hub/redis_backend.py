@@ -10,7 +10,8 @@ pub/sub connection per shard it needs.
 
 When Redis goes away the reader reconnects with back-off (0.1 s doubling to 5 s) and subscribes to every group it
 needs again; the log says when the connection dropped and when it came back: pub/sub delivers at most once, so what
-was published meanwhile is lost for this worker's members.
+was published meanwhile is lost for this worker's members, except in recoverable groups (a history size set): the
+hub reads what they missed from the groups' streams (:mod:`wsgi_ws.hub.redis_streams`) once they are back.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ import redis
 from redis.client import PubSub
 
 from ..protocol.assembler import Message
-from .backends import CHANNEL_PREFIX, Receiver, Waitable, decode, encode
+from .backends import CHANNEL_PREFIX, CloseRequest, Receiver, Waitable, decode, encode, split_position, with_position
+from .history import History, HistoryRead
+from .redis_streams import Streams
 
 __all__ = ["ClusterBackend", "RedisBackend", "Subscriptions", "is_cluster", "redis_backend"]
 
@@ -51,8 +54,11 @@ class Subscriptions:
         spawn: Callable[..., Any],
         sleep: Callable[[float], Any] = time.sleep,
         sharded: bool = False,
+        on_resumed: Callable[[str], None] | None = None,
     ) -> None:
         self._client = client
+        self._on_resumed = on_resumed
+        self._confirmed: set[str] = set()  # channels confirmed since they were wanted: a new confirm is a resumption
         self.label = label
         self._on_message = on_message
         self._spawn = spawn
@@ -82,6 +88,7 @@ class Subscriptions:
         """Stop holding ``channel``."""
         with self._lock:
             if self._wanted.pop(channel, None) is not None:
+                self._confirmed.discard(channel)
                 if not self._wanted:
                     self._needed.clear()
                 self._schedule()
@@ -142,9 +149,7 @@ class Subscriptions:
                     if kind in messages:
                         self._on_message(item["channel"].decode("utf-8", "replace"), item["data"])
                     elif kind in confirms:
-                        ready = self._wanted.get(item["channel"].decode("utf-8", "replace"))
-                        if ready is not None:
-                            ready.set()
+                        self._confirm(item["channel"].decode("utf-8", "replace"))
                         delay = 0.1
                         if lost_at is not None:
                             log.warning(
@@ -172,9 +177,22 @@ class Subscriptions:
             self._sleep(delay)
             delay = min(delay * 2, 5.0)
 
+    def _confirm(self, channel: str) -> None:
+        """The server holds ``channel`` for us: wake the joins waiting for it, or tell the hub it resumed."""
+        ready = self._wanted.get(channel)
+        if ready is None:
+            return
+        ready.set()
+        if channel not in self._confirmed:
+            self._confirmed.add(channel)
+        elif self._on_resumed is not None:
+            self._on_resumed(channel)
+
 
 class _Publisher:
     """Decoding what arrives and publishing, the same for one server and for a cluster."""
+
+    _streams: Streams
 
     def __init__(self, label: str) -> None:
         self.label = label
@@ -189,18 +207,41 @@ class _Publisher:
         if receiver is None or not channel.startswith(CHANNEL_PREFIX):
             return
         try:
+            position, payload = split_position(payload)
             message, sender = decode(payload)
         except (ValueError, UnicodeDecodeError):
             log.warning("hub: ignoring a malformed message on %s", channel)
             return
-        receiver.deliver(channel[len(CHANNEL_PREFIX) :], message, sender)
+        receiver.deliver(channel[len(CHANNEL_PREFIX) :], message, sender, position)
 
-    def _send(self, send: Callable[[str, bytes], Any], group: str, message: Message | bytearray | memoryview, sender: bytes) -> int:
+    def _resumed(self, channel: str) -> None:
+        receiver = self._receiver
+        if receiver is not None and channel.startswith(CHANNEL_PREFIX):
+            receiver.resumed(channel[len(CHANNEL_PREFIX) :])
+
+    def _send(
+        self,
+        send: Callable[[str, bytes], Any],
+        group: str,
+        message: Message | bytearray | memoryview | CloseRequest,
+        sender: bytes,
+        history: History | None,
+    ) -> int:
         try:
-            return int(send(CHANNEL_PREFIX + group, encode(message, sender)))
+            payload = encode(message, sender)
+            if history is None or isinstance(message, CloseRequest):
+                return int(send(CHANNEL_PREFIX + group, payload))
+            reached, position = self._streams.append(group, payload, history)
+            if self._streams.publishes:
+                return reached
+            return int(send(CHANNEL_PREFIX + group, with_position(position, payload)))
         except redis.RedisError as exc:
             log.warning("hub: could not publish to %r on Redis at %s (%s); the message is lost", group, self.label, exc)
             return 0
+
+    def read_history(self, group: str, after: int, history: History) -> HistoryRead:
+        """The group's history in Redis after offset ``after``; raises ``redis.RedisError``."""
+        return self._streams.read(group, after, history)
 
 
 class RedisBackend(_Publisher):
@@ -210,7 +251,8 @@ class RedisBackend(_Publisher):
         super().__init__(url)
         self.url = url
         self._client = redis.Redis.from_url(url, **_CONNECT)
-        self.subscriptions = Subscriptions(self._client, url, self._arrived, spawn, sleep)
+        self._streams = Streams(self._client)
+        self.subscriptions = Subscriptions(self._client, url, self._arrived, spawn, sleep, on_resumed=self._resumed)
 
     def subscribe(self, group: str) -> Waitable:
         """Receive ``group``'s messages."""
@@ -220,9 +262,12 @@ class RedisBackend(_Publisher):
         """Stop receiving ``group``'s messages."""
         self.subscriptions.drop(CHANNEL_PREFIX + group)
 
-    def publish(self, group: str, message: Message | bytearray | memoryview, sender: bytes = b"") -> int:
-        """PUBLISH: the number of workers subscribed to the group; 0 (and a warning) when Redis cannot be reached."""
-        return self._send(self._client.publish, group, message, sender)
+    def publish(
+        self, group: str, message: Message | bytearray | memoryview | CloseRequest, sender: bytes = b"", history: History | None = None
+    ) -> int:
+        """PUBLISH (through the history script when ``history`` is given): the number of workers subscribed to the
+        group; 0 (and a warning) when Redis cannot be reached."""
+        return self._send(self._client.publish, group, message, sender, history)
 
     def workers(self, group: str) -> int:
         """How many workers, on every machine, have members of ``group`` now (``PUBSUB NUMSUB``)."""
@@ -237,6 +282,7 @@ class ClusterBackend(_Publisher):
         super().__init__(url)
         self.url = url
         self._cluster = redis.RedisCluster.from_url(url, **_CONNECT)
+        self._streams = Streams(self._cluster, cluster=True)
         self._spawn = spawn
         self._sleep = sleep
         self._shards: dict[str, Subscriptions] = {}
@@ -250,7 +296,9 @@ class ClusterBackend(_Publisher):
             if shard is None:
                 client = redis.Redis(host=node.host, port=node.port, **_CONNECT)
                 label = f"{self.url} (shard {node.name})"
-                shard = self._shards[node.name] = Subscriptions(client, label, self._arrived, self._spawn, self._sleep, sharded=True)
+                shard = self._shards[node.name] = Subscriptions(
+                    client, label, self._arrived, self._spawn, self._sleep, sharded=True, on_resumed=self._resumed
+                )
             return shard
 
     def subscribe(self, group: str) -> Waitable:
@@ -266,9 +314,12 @@ class ClusterBackend(_Publisher):
         if shard is not None:
             shard.drop(channel)
 
-    def publish(self, group: str, message: Message | bytearray | memoryview, sender: bytes = b"") -> int:
-        """SPUBLISH: the number of workers subscribed to the group on its shard; 0 (and a warning) on failure."""
-        return self._send(self._cluster.spublish, group, message, sender)
+    def publish(
+        self, group: str, message: Message | bytearray | memoryview | CloseRequest, sender: bytes = b"", history: History | None = None
+    ) -> int:
+        """SPUBLISH (after the history script when ``history`` is given): the number of workers subscribed to the
+        group on its shard; 0 (and a warning) on failure."""
+        return self._send(self._cluster.spublish, group, message, sender, history)
 
     def workers(self, group: str) -> int:
         """How many workers have members of ``group`` now (``PUBSUB SHARDNUMSUB`` on its shard)."""

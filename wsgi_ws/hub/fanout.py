@@ -1,0 +1,52 @@
+"""One fan-out pass over a run of one group's messages: each member gets them shaped as its join asked, framed for
+its connection's kind, every frame built once and every joined write shared by the members that can share it."""
+
+from __future__ import annotations
+
+from .member import Member
+from .outgoing import OWN_COMPRESSION, Format, FrameKind, Outgoing, shape
+from .recovery import Item
+
+__all__ = ["join_frames", "offer_run"]
+
+
+def offer_run(members: dict[Member, None] | None, group: str, run: list[Item]) -> None:
+    """Offer a run of ``group``'s items, in order, to its ``members``: shaped once per format, joined once per kind."""
+    if not members:
+        return
+    senders = {item.sender for item in run if item.sender}
+    shaped: dict[Format | None, list[Outgoing]] = {}
+    blobs: dict[tuple[FrameKind, Format | None], bytes | None] = {}
+    for member in list(members):
+        if member.holding:
+            held = member.holding.get(group)
+            if held is not None:  # resuming: sent once its history is
+                held.extend(run)
+                continue
+        fmt = member.formats.get(group) if member.formats else None
+        kind = member.kind
+        if senders and member.token in senders:
+            own = shape([item for item in run if item.sender != member.token], fmt)
+            if own:
+                member.offer(own, join_frames(own, kind))
+            continue
+        items = shaped.get(fmt)
+        if items is None:
+            items = shaped[fmt] = shape(run, fmt)
+        if not items:
+            continue
+        key = (kind, fmt)
+        if key in blobs:
+            blob = blobs[key]
+        else:
+            blob = blobs[key] = join_frames(items, kind)
+        member.offer(items, blob)
+
+
+def join_frames(items: list[Outgoing], kind: FrameKind) -> bytes | None:
+    """The frames of ``items`` for connections of ``kind``, as one write; None for connections that compress themselves."""
+    if kind == OWN_COMPRESSION:
+        return None
+    if len(items) == 1:
+        return items[0].frame_for(kind)
+    return b"".join([item.frame_for(kind) for item in items])
