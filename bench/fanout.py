@@ -556,7 +556,7 @@ def _wsgi_ws_argv(port: int) -> list[str]:
     return [PY, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--pythonpath", str(SERVERS_DIR), "fanout_wsgi_ws:app"]
 
 
-def _wsgi_ws_env(workers: int) -> Callable[[int, str], dict[str, str]]:
+def _wsgi_ws_env(workers: int, history: int = 0) -> Callable[[int, str], dict[str, str]]:
     def env(port: int, redis_url: str) -> dict[str, str]:
         values = {
             "WSGI_WS_BIND": f"127.0.0.1:{port}",
@@ -569,6 +569,8 @@ def _wsgi_ws_env(workers: int) -> Callable[[int, str], dict[str, str]]:
         }
         if workers > 1:
             values["WS_HUB_URL"] = redis_url
+        if history:
+            values["WS_HUB_HISTORY_SIZE"] = str(history)  # recoverable groups: every publish through the history script
         return values
 
     return env
@@ -593,6 +595,15 @@ def _no_env(port: int, redis_url: str) -> dict[str, str]:
 SERVERS = [
     FanoutServer("wsgi-ws-memory", "wsgi-ws memory", _wsgi_ws_argv, _wsgi_ws_env(1), wsgi_ws=True),
     FanoutServer("wsgi-ws-redis", "wsgi-ws redis, 2 workers", _wsgi_ws_argv, _wsgi_ws_env(2), redis=True, cpus="0,1", wsgi_ws=True),
+    FanoutServer(
+        "wsgi-ws-redis-history",
+        "wsgi-ws redis + history, 2 workers",
+        _wsgi_ws_argv,
+        _wsgi_ws_env(2, history=1000),
+        redis=True,
+        cpus="0,1",
+        wsgi_ws=True,
+    ),
     FanoutServer("websockets", "websockets 17.4 broadcast", _script("fanout_websockets.py"), _no_env),
     FanoutServer("flask-socketio", "Flask-SocketIO 5.7", _socketio_argv(1), _no_env, sio=True),
     FanoutServer(
@@ -612,6 +623,7 @@ RATIOS = [
     ("wsgi-ws-memory", "websockets"),
     ("wsgi-ws-memory", "flask-socketio"),
     ("wsgi-ws-redis", "flask-socketio-redis"),
+    ("wsgi-ws-redis-history", "wsgi-ws-redis"),
 ]
 
 
@@ -768,6 +780,7 @@ async def scenario(target: Target, spec: Spec, window: float, settings: Settings
         gc.disable()  # no collector pauses in the window (the per-frame path makes no cycles)
         run.measuring = True
         sent0, delivered0 = run.sent, sum(s.next for s in subs)
+        redis0 = target.redis.cpu() if target.redis is not None else 0.0
         usage0, server0, t0 = resource.getrusage(resource.RUSAGE_SELF), target.cpu(), time.perf_counter()
         end = t0 + window
         while (left := end - time.perf_counter()) > 0:
@@ -779,6 +792,7 @@ async def scenario(target: Target, spec: Spec, window: float, settings: Settings
         sent = run.sent
         elapsed = t1 - t0
         usage, server_cpu = resource.getrusage(resource.RUSAGE_SELF), (target.cpu() - server0) / elapsed
+        redis_cpu = ((target.redis.cpu() - redis0) / elapsed) if target.redis is not None else None
         generator_user, generator_system = (usage.ru_utime - usage0.ru_utime) / elapsed, (usage.ru_stime - usage0.ru_stime) / elapsed
         run.refill = False
         if pacer is not None:
@@ -805,6 +819,7 @@ async def scenario(target: Target, spec: Spec, window: float, settings: Settings
             "latencies": len(latencies),
             "deliveries_per_read": len(latencies) / reads if reads else None,  # reads that completed a message
             "server_cpu": server_cpu,
+            "redis_cpu": redis_cpu,  # of server_cpu: redis-server's share (cores)
             "loadgen_cpu": generator_user + generator_system,
             "loadgen_user": generator_user,
             "loadgen_system": generator_system,

@@ -8,17 +8,19 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import pytest
 import redis
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import ServerFactory
 from tests.constants import TIMEOUT
 from tests.redis_server import REDIS, RedisServer
 from tests.server import GunicornServer
-from wsgi_ws.hub import publish
+from wsgi_ws.hub import disconnect_user, publish, send_to_user
 
 pytestmark = [
     pytest.mark.e2e,
@@ -160,3 +162,32 @@ def test_resuming_works_in_memory_within_one_worker(start_server: ServerFactory)
         with ws:
             assert joined["recovered"] is True and joined["missed"] == 3
             assert [item["data"] for item in messages(ws, 3)] == ["x1", "x2", "while away"]
+
+
+# Users, across two gunicorn masters (two "machines") sharing one Redis.
+
+
+def test_a_users_connections_on_two_machines_get_its_messages_and_are_all_disconnected(
+    start_server: ServerFactory, redis_server: RedisServer
+) -> None:
+    machines = [start_server("tests.apps.routes:app", WS_HUB_URL=redis_server.url) for _ in range(2)]
+    with ExitStack() as stack:
+        ann = [stack.enter_context(connect(f"{m.url}/hub/room?user=ann", open_timeout=TIMEOUT)) for m in machines]
+        bob = stack.enter_context(connect(f"{machines[0].url}/hub/room?user=bob", open_timeout=TIMEOUT))
+        for ws in (*ann, bob):
+            assert "pid" in json.loads(ws.recv(timeout=TIMEOUT))
+        assert send_to_user(redis_server.url, "ann", "just for ann") == 2
+        assert [ws.recv(timeout=TIMEOUT) for ws in ann] == ["just for ann"] * 2
+        request = urllib.request.Request(f"{machines[1].http_url}/users/ann/disconnect?code=4003&reason=revoked", method="POST")
+        started = time.monotonic()
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            assert json.load(response) == {"workers": 2}
+        for ws in ann:
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=TIMEOUT)
+            assert ws.close_code == 4003 and ws.close_reason == "revoked"
+        elapsed = time.monotonic() - started
+        bob.send("still here")
+        assert bob.recv(timeout=TIMEOUT) == "still here", "another user's connection is untouched"
+        assert disconnect_user(redis_server.url, "nobody") == 0
+    print(f"disconnect_user closed 2 connections on 2 machines in {elapsed * 1000:.0f} ms")

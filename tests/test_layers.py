@@ -156,6 +156,7 @@ TEST_MODULE = {
     "hub/feed.py": "test_recovery.py",
     "hub/fanout.py": "test_hub.py",
     "hub/process.py": "test_e2e_hub.py",
+    "hub/people.py": "test_e2e_presence.py",
 }
 
 

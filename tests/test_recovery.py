@@ -188,6 +188,22 @@ def test_live_messages_during_the_history_read_are_held_and_sent_once_after_it(s
 
 
 @socket_tier
+def test_messages_waiting_for_the_next_pass_are_not_sent_again_to_a_member_that_just_resumed(setup: Setup) -> None:
+    setup.hub.set_history("*", 100)
+    (alice, alice_peer), (bob, bob_peer) = setup.connect(), setup.connect()
+    setup.hub.join(alice, "news")
+    epoch = setup.backend.read_history("news", 0, History(10, 60.0)).epoch
+    for number in range(3):
+        setup.hub.publish("news", f"n{number}")  # delivered to the hub; its fan-out pass has not run yet
+    setup.hub.join(bob, "news", since=Position(epoch, 0).token())  # the history has all three: sent now
+    setup.run()  # the pass with the same three
+    setup.hub.publish("news", "n3")
+    setup.run()
+    assert [payload for _, payload in bob_peer.messages(4)] == [b"n0", b"n1", b"n2", b"n3"]
+    assert [payload for _, payload in alice_peer.messages(4)] == [b"n0", b"n1", b"n2", b"n3"]
+
+
+@socket_tier
 def test_render_runs_once_per_message_for_all_members_of_one_format(setup: Setup) -> None:
     setup.hub.set_history("*", 100)
     calls: list[Delivery] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import json
@@ -12,9 +13,10 @@ import time
 import greenlet
 from flask import Blueprint, Flask, Response, abort, request
 
-from wsgi_ws import WebSocket, metrics
+from wsgi_ws import ConnectionClosed, WebSocket, metrics
 from wsgi_ws.flask_ext import WebSockets
 from wsgi_ws.hub import current_hub
+from wsgi_ws.hub.presence import PresenceEntry
 
 app = Flask(__name__)
 sockets = WebSockets(app)
@@ -193,6 +195,7 @@ def mixed_compression(ws: WebSocket) -> None:
 def hub_member(ws: WebSocket, group: str) -> None:
     """Join ``group``, say which worker serves us, then publish what the client sends ("flood N SIZE RATE" floods)."""
     hub = current_hub()
+    ws.user = request.args.get("user")  # ?user=NAME: reached by send_to_user / disconnect_user
     hub.join(ws, group)
     skip = ws if request.args.get("exclude") else None  # ?exclude=1: what this client sends skips it
     ws.send(json.dumps({"pid": os.getpid()}))
@@ -212,6 +215,36 @@ def hub_stats() -> dict[str, object]:
     """This worker's hub: its counters, the groups it has members of (so subscribes to), its pid."""
     hub = current_hub()
     return {**hub.counters.as_dict(), "groups": sorted(hub.groups()), "pid": os.getpid()}
+
+
+@sockets.route("/presence/<group>")
+def presence_member(ws: WebSocket, group: str) -> None:
+    """Join ``group`` with presence (``?user=NAME``); with ``?watch=1`` get every join and leave as JSON; echo."""
+    hub = current_hub()
+    ws.user = request.args.get("user")
+    if request.args.get("watch"):
+
+        def tell(kind: str, entry: PresenceEntry) -> None:
+            with contextlib.suppress(ConnectionClosed):
+                ws.send(json.dumps({"kind": kind, "connection": entry.connection, "user": entry.user, "worker": entry.worker}))
+
+        hub.watch_presence(ws, group, tell)
+    hub.join(ws, group, presence=True)
+    ws.send(json.dumps({"pid": os.getpid(), "worker": hub.worker}))
+    for message in ws:
+        ws.send(message)
+
+
+@app.get("/presence-list/<group>")
+def presence_list(group: str) -> dict[str, object]:
+    """Who is in ``group`` on every worker of every machine."""
+    return {"entries": [entry._asdict() for entry in current_hub().presence(group)], "pid": os.getpid()}
+
+
+@app.post("/users/<user>/disconnect")
+def disconnect_user(user: str) -> dict[str, int]:
+    """Close every connection of ``user`` on every worker (``?code=``, ``?reason=``)."""
+    return {"workers": current_hub().disconnect_user(user, int(request.args.get("code", "1008")), request.args.get("reason", ""))}
 
 
 @app.get("/hub-members/<group>")

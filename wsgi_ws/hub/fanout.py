@@ -3,6 +3,7 @@ its connection's kind, every frame built once and every joined write shared by t
 
 from __future__ import annotations
 
+from .history import Position
 from .member import Member
 from .outgoing import OWN_COMPRESSION, Format, FrameKind, Outgoing, shape
 from .recovery import Item
@@ -25,8 +26,9 @@ def offer_run(members: dict[Member, None] | None, group: str, run: list[Item]) -
                 continue
         fmt = member.formats.get(group) if member.formats else None
         kind = member.kind
-        if senders and member.token in senders:
-            own = shape([item for item in run if item.sender != member.token], fmt)
+        mark = member.resumed_at.pop(group, None) if member.resumed_at else None
+        if mark is not None or (senders and member.token in senders):
+            own = shape([item for item in run if item.sender != member.token and not _sent_before(item, mark)], fmt)
             if own:
                 member.offer(own, join_frames(own, kind))
             continue
@@ -41,6 +43,12 @@ def offer_run(members: dict[Member, None] | None, group: str, run: list[Item]) -
         else:
             blob = blobs[key] = join_frames(items, kind)
         member.offer(items, blob)
+
+
+def _sent_before(item: Item, mark: Position | None) -> bool:
+    """True for a message a member that just resumed got from the history already."""
+    position = item.position
+    return mark is not None and position is not None and position.epoch == mark.epoch and position.offset <= mark.offset
 
 
 def join_frames(items: list[Outgoing], kind: FrameKind) -> bytes | None:

@@ -32,25 +32,24 @@ from typing import Any
 
 from ..connection.websocket import WebSocket
 from ..protocol.assembler import Message
-from ..protocol.session import CloseCode
 from .backends import Backend, CloseRequest, Published, Waitable
 from .fanout import join_frames, offer_run
-from .history import Delivery, History, HistoryRead, Position, Recovery
+from .history import Delivery, History, Position, Recovery
 from .member import Counters, Member, close_without_waiting
 from .outgoing import Format, Notice, Outgoing, shape
-from .recovery import Item, Tracks, missed_since, parse_since
+from .people import USER_GROUP, People
+from .presence import Presence, worker_id
+from .recovery import Item, Tracks, missed_since, parse_since, read_history
 
 __all__ = ["USER_GROUP", "Hub"]
 
-#: Groups named USER_GROUP + user hold a user's connections (:meth:`Hub.identify`).
-USER_GROUP = "\x00user:"
 #: Seconds :meth:`Hub.join` waits for the backend to confirm a new group's subscription.
 SUBSCRIBE_WAIT = 5.0
 
 log = logging.getLogger("wsgi_ws")
 
 
-class Hub:
+class Hub(People):
     """Groups of connections in this process, fed by a backend.
 
     ``spawn`` starts writers and closers in the background; ``defer`` runs the fan-out at the event loop's next
@@ -64,8 +63,11 @@ class Hub:
         spawn: Callable[..., Any],
         defer: Callable[[Callable[[], None]], object] | None = None,
         history: History | None = None,
+        presence: Presence | None = None,
+        worker: str = "",
     ) -> None:
         self.backend = backend
+        self._people_init(presence, worker or worker_id())
         self._history_rules: list[tuple[str, History | None]] = [("*", history)]
         #: What this worker's hub has done (``/stats`` shows them as ``hub_*``).
         self.counters = Counters()
@@ -90,6 +92,7 @@ class Hub:
         since: str | Position | None = None,
         render: Callable[[Delivery], Message] | None = None,
         announce: Callable[[Recovery], Message | None] | None = None,
+        presence: bool = False,
     ) -> Recovery:
         """Add ``ws`` to ``group`` (accepting it if need be); it leaves every group when the connection ends.
 
@@ -101,6 +104,8 @@ class Hub:
         :func:`wsgi_ws.hub.feed.render`); ``announce`` makes the message sent first, from the :class:`Recovery`.
         The returned :class:`Recovery` says whether everything since ``since`` could be recovered (False: some is
         gone, or ``since`` was not a position this group gave, or the group keeps no history).
+
+        ``presence=True`` lists the connection in :meth:`presence` (with ``ws.user``) until it leaves the group.
         """
         if not self._started:
             with self._lock:
@@ -125,6 +130,8 @@ class Hub:
             members = self._groups[group] = {}
             self._subscribed[group] = self.backend.subscribe(group)
         members[member] = None
+        if presence:
+            self._present(member, group)
         if not self._subscribed[group].wait(SUBSCRIBE_WAIT):
             log.warning("hub: not subscribed to group %r yet; its messages are lost for this worker until it is", group)
         if history is None:
@@ -143,17 +150,15 @@ class Hub:
 
     def _resume(self, member: Member, group: str, since: Position | None, history: History) -> Recovery:
         """Send a joining member what it missed since ``since``, then what was held back meanwhile; then it is live."""
-        read: HistoryRead | None
-        try:
-            read = self.backend.read_history(group, since.offset if since is not None else 1 << 62, history)
-        except Exception as exc:  # whatever the backend raises: Redis, connections
-            log.warning("hub: cannot read the history of group %r (%s); the joining connection is not recovered", group, exc)
-            read = None
+        read = read_history(self.backend, group, since.offset if since is not None else 1 << 62, history)
         with self.tracks.lock, self._lock:  # no fan-out pass between taking what was held and going live
             if read is not None:
                 self.tracks.start_at(group, read)
             recovery, items = missed_since(group, since, read, member.holding.pop(group, []))
             self._send_now(member, group, [Notice(group, recovery), *items])
+            newest = next((item.position for item in reversed(items) if item.position is not None), recovery.position)
+            if newest is not None:
+                member.resumed_at[group] = newest  # messages already on their way to the next pass are not sent twice
         self.counters.replayed += recovery.missed
         return recovery
 
@@ -206,6 +211,7 @@ class Hub:
             member.stop()
 
     def _forget(self, member: Member, group: str) -> None:
+        self._absent(member, group)
         members = self._groups.get(group)
         if members is not None:
             members.pop(member, None)
@@ -226,23 +232,6 @@ class Hub:
     def groups(self) -> list[str]:
         """The groups this worker has members of (the only ones whose messages it receives)."""
         return [group for group in self._groups if not group.startswith(USER_GROUP)]
-
-    # Users.
-
-    def identify(self, ws: WebSocket, user: str) -> None:
-        """Name the user ``ws`` belongs to (also ``ws.user = ...`` before a :meth:`join`): :meth:`send_to_user` and
-        :meth:`disconnect_user` reach it then, on every worker."""
-        ws.user = user
-        self.join(ws, USER_GROUP + user)
-
-    def send_to_user(self, user: str, message: Message | bytearray | memoryview) -> int:
-        """Send ``message`` to every connection of ``user`` on every worker; how many workers had some (0: none)."""
-        return self.backend.publish(USER_GROUP + user, message)
-
-    def disconnect_user(self, user: str, code: int = CloseCode.POLICY_VIOLATION, reason: str = "") -> int:
-        """Close every connection of ``user`` on every worker with ``code`` and ``reason`` (each after the frame it is
-        sending); how many workers had some."""
-        return self.backend.publish(USER_GROUP + user, CloseRequest(int(code), reason))
 
     # Publishing.
 

@@ -26,6 +26,7 @@ from ..connection.websocket import WebSocket
 from ..exceptions import ConnectionClosed
 from ..protocol.errors import ProtocolError
 from ..protocol.session import CloseCode
+from .history import Position
 from .outgoing import OWN_COMPRESSION, Format, FrameKind, Notice, Outgoing
 
 __all__ = ["Counters", "Member", "close_without_waiting"]
@@ -98,6 +99,7 @@ class Member:
         "leaving",
         "limit",
         "policy",
+        "resumed_at",
         "spawn",
         "token",
         "transport",
@@ -126,6 +128,8 @@ class Member:
         self.formats: dict[str, Format] = {}
         #: Per group being resumed: the live messages held back until its history is sent.
         self.holding: dict[str, list[Outgoing | Notice]] = {}
+        #: Per group just resumed: the position it was sent up to; a fan-out pass already under way skips those.
+        self.resumed_at: dict[str, Position] = {}
         self.kind = frame_kind(ws)
         options = ws.options
         self.limit, self.byte_limit, self.policy = options.hub_queue_limit, options.hub_queue_bytes, options.hub_overflow

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -11,11 +13,14 @@ from .. import metrics
 from ..connection.keepalive import gevent_patched, spawn_background
 from ..options import WebSocketOptions, current_options
 from ..protocol.assembler import Message
-from .backends import CHANNEL_PREFIX, Backend, MemoryBackend, encode
+from .backends import CHANNEL_PREFIX, Backend, CloseRequest, MemoryBackend, encode
 from .history import History
-from .hub import Hub
+from .hub import USER_GROUP, Hub
+from .presence import Presence, RedisPresence, worker_id
 
-__all__ = ["current_hub", "make_hub", "publish"]
+log = logging.getLogger("wsgi_ws")
+
+__all__ = ["current_hub", "disconnect_user", "make_hub", "publish", "send_to_user"]
 
 _hub: Hub | None = None
 _hub_lock = threading.Lock()
@@ -27,16 +32,28 @@ def make_hub(
     sleep: Callable[[float], Any] = time.sleep,
     defer: Callable[[Callable[[], None]], object] | None = None,
 ) -> Hub:
-    """A hub for these options: Redis when ``hub_url`` is set (a cluster if it is one), in memory otherwise."""
+    """A hub for these options: Redis when ``hub_url`` is set (a cluster if it is one), in memory otherwise.
+
+    Presence is kept in Redis too, on one server (with a cluster, in this worker's memory only, with a warning).
+    """
     backend: Backend
+    presence: Presence | None = None
+    worker = worker_id()
     if options.hub_url:
-        from .redis_backend import redis_backend  # the redis package is needed only then
+        import redis
+
+        from .redis_backend import ClusterBackend, redis_backend  # the redis package is needed only then
 
         backend = redis_backend(options.hub_url, options.hub_cluster, spawn, sleep)
+        if isinstance(backend, ClusterBackend):
+            log.warning("hub: presence spans one Redis server, not a cluster: presence() lists this worker's connections only")
+        else:
+            client = redis.Redis.from_url(options.hub_url, socket_connect_timeout=5, socket_keepalive=True)
+            presence = RedisPresence(client, worker, spawn, sleep, options.hub_presence_heartbeat)
     else:
         backend = MemoryBackend()
     history = History(options.hub_history_size, options.hub_history_ttl) if options.hub_history_size else None
-    return Hub(backend, spawn, defer, history)
+    return Hub(backend, spawn, defer, history, presence, worker)
 
 
 def current_hub() -> Hub:
@@ -52,6 +69,7 @@ def current_hub() -> Hub:
                     defer = gevent.spawn
                 hub = make_hub(current_options(), spawn_background, defer=defer)
                 metrics.add_source(hub.counters.as_dict)
+                atexit.register(hub.stop_presence)  # a clean exit takes this worker's presence entries at once
                 _hub = hub
     return _hub
 
@@ -59,7 +77,7 @@ def current_hub() -> Hub:
 def publish(
     url: str,
     group: str,
-    message: Message | bytearray | memoryview,
+    message: Message | bytearray | memoryview | CloseRequest,
     *,
     cluster: bool | None = None,
     history_size: int = 0,
@@ -78,7 +96,7 @@ def publish(
     from .redis_streams import Streams
 
     channel, payload = CHANNEL_PREFIX + group, encode(message)
-    history = History(history_size, history_ttl) if history_size else None
+    history = History(history_size, history_ttl) if history_size and not isinstance(message, CloseRequest) else None
     client: redis.Redis | redis.RedisCluster
     send: Callable[..., Any]
     if cluster or (cluster is None and is_cluster(url)):
@@ -95,3 +113,15 @@ def publish(
         return reached if streams.publishes else int(send(channel, with_position(position, payload)))
     finally:
         client.close()
+
+
+def send_to_user(url: str, user: str, message: Message | bytearray | memoryview, *, cluster: bool | None = None) -> int:
+    """Send ``message`` to every connection of ``user`` (see :meth:`Hub.identify`) on every worker, from any process;
+    how many workers had some. Raises on failure."""
+    return publish(url, USER_GROUP + user, message, cluster=cluster)
+
+
+def disconnect_user(url: str, user: str, code: int = 1008, reason: str = "", *, cluster: bool | None = None) -> int:
+    """Close every connection of ``user`` on every worker with ``code`` and ``reason``, from any process (revoking a
+    user's access); how many workers had some. Raises on failure."""
+    return publish(url, USER_GROUP + user, CloseRequest(code, reason), cluster=cluster)

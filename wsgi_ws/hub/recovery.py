@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from .backends import Backend
@@ -84,11 +85,7 @@ class Tracks:
         and the group's position moves to the newest); a Notice first where some are gone (the lock is held)."""
         history = self._history_for(group) or FALLBACK_HISTORY
         continuing = epoch is None or epoch == last.epoch
-        try:
-            read = self._backend.read_history(group, last.offset if continuing else 0, history)
-        except Exception as exc:  # whatever the backend raises: Redis, connections
-            log.warning("hub: cannot read the history of group %r (%s)", group, exc)
-            read = HistoryRead("", 0, 1, [])
+        read = read_history(self._backend, group, last.offset if continuing else 0, history) or HistoryRead("", 0, 1, [])
         after = last.offset if read.epoch == last.epoch else 0
         items: list[Item] = []
         if read.epoch != last.epoch or read.first > after + 1:
@@ -106,6 +103,24 @@ class Tracks:
             else:
                 self._last.pop(group, None)
         return items
+
+
+#: Seconds between tries of a history read that failed (Redis dropped the connection, say); then it is given up.
+READ_RETRIES = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+
+
+def read_history(backend: Backend, group: str, after: int, history: History) -> HistoryRead | None:
+    """The group's history after ``after``, tried again for about 3 s while the backend fails; None if it never
+    answered (logged): what it holds is then unknown, and whoever asked must say messages may be lost."""
+    for delay in (*READ_RETRIES, None):
+        try:
+            return backend.read_history(group, after, history)
+        except Exception as exc:  # whatever the backend raises: Redis, connections
+            if delay is None:
+                log.warning("hub: cannot read the history of group %r (%s)", group, exc)
+                return None
+            time.sleep(delay)
+    return None  # not reached
 
 
 def parse_since(since: str | Position | None) -> tuple[Position | None, bool]:

@@ -153,8 +153,8 @@ class Subscriptions:
                         delay = 0.1
                         if lost_at is not None:
                             log.warning(
-                                "hub: reconnected to Redis at %s after %.1f s; messages published meanwhile were not "
-                                "delivered to this worker (pub/sub delivers at most once)",
+                                "hub: reconnected to Redis at %s after %.1f s; recoverable groups catch up from their "
+                                "history, the others lost what was published meanwhile (pub/sub delivers at most once)",
                                 self.label,
                                 time.monotonic() - lost_at,
                             )
@@ -167,7 +167,8 @@ class Subscriptions:
                 if lost_at is None:
                     lost_at = time.monotonic()
                     log.warning(
-                        "hub: lost Redis at %s (%s); messages published until it is back are lost for this worker; reconnecting",
+                        "hub: lost Redis at %s (%s); reconnecting (until then, this worker's members get only what recoverable "
+                        "groups' histories keep)",
                         self.label,
                         exc,
                     )

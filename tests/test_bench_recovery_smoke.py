@@ -1,0 +1,63 @@
+"""The recovery benchmark's smoke run (``bench/recovery.py --quick``): resuming clients over two gunicorn masters and
+one Redis, dropped at random, through a Redis blip and an empty restart, and a rolling restart; every message counted
+by its position. No speed is asserted: the quick runs are far too short for their numbers to mean anything."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.redis_server import REDIS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not shutil.which(REDIS), reason="redis-server missing (apt-get install redis-server); CI installs it"),
+]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    out = tmp_path_factory.mktemp("recovery") / "quick.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "recovery.py"), "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert out.exists(), f"bench/recovery.py --quick wrote no results (exit {run.returncode}):\n{run.stderr[-3000:]}"
+    results: dict[str, Any] = json.loads(out.read_text())
+    return run, results
+
+
+@pytest.mark.timeout(300)
+def test_quick_recovery_run_exits_0_and_prints_the_table(smoke: tuple[subprocess.CompletedProcess[str], dict[str, Any]]) -> None:
+    run, results = smoke
+    assert run.returncode == 0, f"bench/recovery.py --quick failed:\n{run.stderr[-3000:]}"
+    assert set(results) == {"jitter", "blip", "restart"}
+    assert "| scenario | clients |" in run.stdout, run.stdout
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("scenario", ["jitter", "blip", "restart"])
+def test_no_message_was_lost_duplicated_or_left_unrecovered(
+    smoke: tuple[subprocess.CompletedProcess[str], dict[str, Any]], scenario: str
+) -> None:
+    result = smoke[1][scenario]
+    assert "error" not in result, result
+    assert result["published"] > 0 and result["expected_deliveries"] > 0
+    assert (result["lost"], result["duplicates"], result["unrecovered_joins"]) == (0, 0, 0), result
+    if scenario == "jitter":
+        assert result["replays"] > 0, "clients were dropped and came back"
+    if scenario == "blip":
+        assert result["connections_killed"] > 0 and result["told_recovered_false"] == result["clients"], result
+    if scenario == "restart":
+        assert result["reconnects"] >= result["clients"], "every client reconnected at least once"
