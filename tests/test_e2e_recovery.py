@@ -18,7 +18,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import ServerFactory
 from tests.constants import TIMEOUT
-from tests.redis_server import REDIS, RedisServer
+from tests.redis_server import REDIS, RedisCluster, RedisServer
 from tests.server import GunicornServer
 from wsgi_ws.hub import disconnect_user, publish, send_to_user
 
@@ -191,3 +191,26 @@ def test_a_users_connections_on_two_machines_get_its_messages_and_are_all_discon
         assert bob.recv(timeout=TIMEOUT) == "still here", "another user's connection is untouched"
         assert disconnect_user(redis_server.url, "nobody") == 0
     print(f"disconnect_user closed 2 connections on 2 machines in {elapsed * 1000:.0f} ms")
+
+
+def test_resuming_works_on_a_redis_cluster(start_server: ServerFactory) -> None:
+    cluster = RedisCluster()
+    try:
+        server = start_server(WS_HUB_URL=cluster.url)
+        groups = [f"shard{n}" for n in range(4)]  # on more than one master
+        seen = {}
+        for group in groups:
+            ws, joined = feed(server, group)
+            with ws:
+                for number in range(3):
+                    publish(cluster.url, group, f"{group} {number}", history_size=100)
+                seen[group] = messages(ws, 3)
+        for group in groups:
+            for number in range(3, 6):
+                publish(cluster.url, group, f"{group} {number}", history_size=100)
+            ws, joined = feed(server, group, since=seen[group][0]["position"])
+            with ws:
+                assert joined["recovered"] is True and joined["missed"] == 5
+                assert [m["data"] for m in messages(ws, 5)] == [f"{group} {n}" for n in range(1, 6)]
+    finally:
+        cluster.stop()

@@ -8,6 +8,7 @@ and :mod:`wsgi_ws.hub.feed` for the JSON envelope the sample's ``/feed`` and ``s
 
 from __future__ import annotations
 
+from . import feed
 from .backends import CHANNEL_PREFIX, Backend, MemoryBackend, decode, encode
 from .history import Delivery, History, Position, Recovery
 from .hub import Hub
@@ -26,6 +27,7 @@ __all__ = [
     "decode",
     "disconnect_user",
     "encode",
+    "feed",
     "make_hub",
     "publish",
     "send_to_user",
