@@ -6,9 +6,15 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+from tests.hubkit import Setup
+from tests.redis_server import RedisServer
 from tests.server import GunicornServer
 
 ServerFactory = Callable[..., GunicornServer]
@@ -43,6 +49,32 @@ def start_server() -> Iterator[ServerFactory]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """A headless Chromium for the module's tests (tests/chromium.py; the module called require_chromium())."""
+    from tests.chromium import launch
+
+    with launch() as made:
+        yield made
+
+
+@pytest.fixture
+def setup() -> Iterator[Setup]:
+    """A hub over socketpairs whose passes run when the test says (tests/hubkit.py)."""
+    made = Setup()
+    yield made
+    for sock in made.sockets:
+        sock.close()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server of the test's own on a free loopback port (the test may stop and start it)."""
+    server = RedisServer()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -9,17 +9,18 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from tests.chromium import WAIT_MS, require_chromium
 from tests.conftest import ServerFactory
 from tests.constants import TIMEOUT
 from tests.redis_server import REDIS, RedisServer
 from tests.server import GunicornServer
+from tests.waiting import wait_until
 from wsgi_ws.hub import publish
 
 pytestmark = [
@@ -27,27 +28,12 @@ pytestmark = [
     pytest.mark.skipif(not shutil.which(REDIS), reason="redis-server missing (apt-get install redis-server); CI installs it"),
 ]
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-WAIT_MS = int(TIMEOUT * 1000)
 HISTORY_SIZE = 1000
 HISTORY_TTL = 300
 
-if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-    if os.environ.get("CI"):
-        raise RuntimeError(f"{CHROMIUM} is missing: .ci/run must install Debian's chromium package")
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium); CI installs it and never skips", allow_module_level=True)
+require_chromium()
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 #: Records every text #status shows (window.statusSeen), so a test can look back at states that went by quickly.
 WATCH_STATUS = """() => {
@@ -56,14 +42,6 @@ WATCH_STATUS = """() => {
   new MutationObserver(() => window.statusSeen.push(status.textContent))
     .observe(status, { childList: true, characterData: true, subtree: true });
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -79,13 +57,6 @@ def page(browser: Browser) -> Iterator[Page]:
 
 
 @pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def feed_server(start_server: ServerFactory, redis_server: RedisServer) -> GunicornServer:
     """The sample app with a Redis hub keeping history; a short graceful timeout bounds a retiring worker's life."""
     return start_server(
@@ -95,14 +66,6 @@ def feed_server(start_server: ServerFactory, redis_server: RedisServer) -> Gunic
         WS_HUB_HISTORY_TTL=str(HISTORY_TTL),
         WSGI_WS_GRACEFUL_TIMEOUT="2",
     )
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    """Poll a condition outside the browser (another process's state) until it holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
 
 
 def workers(server: GunicornServer) -> list[int]:

@@ -7,7 +7,7 @@ import shutil
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -20,6 +20,7 @@ from tests.conftest import ServerFactory
 from tests.constants import TIMEOUT
 from tests.redis_server import REDIS, RedisCluster, RedisServer
 from tests.server import GunicornServer
+from tests.waiting import wait_until
 from tests.wsclient import OP_CLOSE, OP_TEXT, RawClient, close_payload
 from wsgi_ws.hub import publish
 
@@ -48,13 +49,6 @@ def hub_stats(server: GunicornServer) -> dict[str, Any]:
     with urllib.request.urlopen(f"{server.http_url}/hub-stats", timeout=TIMEOUT) as response:
         stats: dict[str, Any] = json.load(response)
         return stats
-
-
-def wait_until(condition: Callable[[], object], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
 
 
 # In memory, one worker.

@@ -9,7 +9,6 @@ import shutil
 import signal
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -20,6 +19,7 @@ from tests.conftest import ServerFactory
 from tests.constants import TIMEOUT
 from tests.redis_server import REDIS, RedisServer
 from tests.server import GunicornServer
+from tests.waiting import wait_until
 
 pytestmark = [
     pytest.mark.e2e,
@@ -28,13 +28,6 @@ pytestmark = [
 
 ROUTES = "tests.apps.routes:app"
 HEARTBEAT = 0.5
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
 
 
 def present(
@@ -50,15 +43,6 @@ def entries(server: GunicornServer, group: str) -> list[dict[str, Any]]:
     with urllib.request.urlopen(f"{server.http_url}/presence-list/{group}", timeout=TIMEOUT) as response:
         found: list[dict[str, Any]] = json.load(response)["entries"]
         return found
-
-
-def wait_until(condition: Callable[[], object], what: str) -> float:
-    started = deadline = time.monotonic()
-    deadline += TIMEOUT
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
-    return time.monotonic() - started
 
 
 def test_presence_spans_machines_and_a_killed_workers_entries_vanish_within_twice_the_heartbeat(

@@ -7,7 +7,6 @@ import shutil
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -20,6 +19,7 @@ from tests.conftest import ServerFactory
 from tests.constants import TIMEOUT
 from tests.redis_server import REDIS, RedisCluster, RedisServer
 from tests.server import GunicornServer
+from tests.waiting import wait_until
 from wsgi_ws.hub import disconnect_user, publish, send_to_user
 
 pytestmark = [
@@ -31,13 +31,6 @@ pytestmark = [
 def publish_kept(url: str, group: str, text: str, size: int = 1000) -> int:
     """Publish as the workers keep the group's history (the sample's 1,000 messages, or ``size``)."""
     return publish(url, group, text, history_size=size, history_ttl=300.0)
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
 
 
 def feed(server: GunicornServer, group: str, since: str | None = None) -> tuple[ClientConnection, dict[str, Any]]:
@@ -59,13 +52,6 @@ def stats(server: GunicornServer) -> dict[str, int]:
     with urllib.request.urlopen(f"{server.http_url}/stats", timeout=TIMEOUT) as response:
         values: dict[str, int] = json.load(response)
         return values
-
-
-def wait_until(condition: Callable[[], object], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
 
 
 def test_a_client_that_resumes_gets_exactly_what_it_missed_then_the_live_stream(

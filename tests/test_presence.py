@@ -20,6 +20,7 @@ from redis.retry import Retry
 
 from tests.constants import TIMEOUT
 from tests.redis_server import REDIS, RedisServer
+from tests.waiting import wait_until
 from wsgi_ws.hub.presence import ALIVE_PREFIX, EVENTS_PREFIX, KEY_PREFIX, MemoryPresence, PresenceEntry, RedisPresence
 
 needs_redis = pytest.mark.skipif(not shutil.which(REDIS), reason="redis-server missing (apt-get install redis-server); CI installs it")
@@ -109,13 +110,6 @@ def client_of(server: RedisServer) -> redis.Redis:
 
 
 @pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def workers(redis_server: RedisServer) -> Iterator[WorkerFactory]:
     """Make started RedisPresence "workers" on the server; each is stopped (and thawed) afterwards."""
     made: list[Worker] = []
@@ -131,18 +125,6 @@ def workers(redis_server: RedisServer) -> Iterator[WorkerFactory]:
     for worker in made:
         worker.presence.stop()
         worker.clock.thaw()
-
-
-def wait_until(condition: Callable[[], object], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        try:
-            if condition():
-                return
-        except redis.RedisError:
-            pass
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
 
 
 # In memory.

@@ -4,12 +4,11 @@ duplicates dropped, losses announced), joins that resume over real WebSockets on
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.test_hub import Setup
+from tests.hubkit import Setup
 from tests.wsclient import OP_CLOSE, OP_TEXT, close_payload
 from wsgi_ws.hub import feed
 from wsgi_ws.hub.history import Delivery, Entry, History, HistoryRead, MemoryHistory, Position, Recovery
@@ -126,14 +125,6 @@ def test_catching_up_after_an_outage_reads_what_was_missed_or_announces_the_loss
 
 
 # Joins that resume, over real WebSockets.
-
-
-@pytest.fixture
-def setup() -> Iterator[Setup]:
-    made = Setup()
-    yield made
-    for sock in made.sockets:
-        sock.close()
 
 
 def json_messages(peer: Any, count: int) -> list[dict[str, Any]]:
