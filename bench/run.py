@@ -45,6 +45,8 @@ import loadgen  # noqa: E402
 PY = sys.executable
 #: The app the wsgi-ws column serves (``--wsgi-ws-app``); the sample Flask app unless told otherwise.
 WSGI_WS_APP = ["app:app"]
+#: The scenarios of one run, as ``bench_server`` names them (``--scenarios``; all by default).
+SCENARIOS = ("f_idle", "a_small", "b_pingpong", "c_1mib", "d_16mib", "e_fan_in", "g_keepalive")
 CONNECTION_LIMIT = "12000"  # worker_connections for the gunicorn servers: enough for the 10,000 idle connections
 
 
@@ -117,6 +119,7 @@ class Settings:
     fan_in: tuple[int, int] = (1000, 10)
     idle: int = 5000
     keep_alive: tuple[int, float, float] = (10_000, 5.0, 15.0)  # connections, ping interval, window
+    scenarios: tuple[str, ...] = SCENARIOS
 
     @classmethod
     def make(cls, quick: bool) -> Settings:
@@ -264,12 +267,18 @@ async def bench_server(server: Server, settings: Settings, logdir: Path, pin: bo
         await asyncio.wait_for(loadgen.echo_once(run.url), 30)
         results["up"] = True
         # idle memory first, on a fresh process: only the warm-up connection has been served
-        await attempt(results, "f_idle", loadgen.hold_idle(run.url, s.idle, 2.0 if not s.quick else 0.3, run.rss), 120)
-        await attempt(results, "a_small", loadgen.pipeline(run.url, 50, 16, s.a_warmup, s.a_windows, run.cpu), 60)
-        await attempt(results, "b_pingpong", loadgen.pipeline(run.url, 1, 1, s.a_warmup / 2, s.b_windows, run.cpu), 60)
-        await attempt(results, "c_1mib", loadgen.large(run.url, 1 << 20, s.large_min[0], s.large_duration, s.large_timeout), 60)
-        await attempt(results, "d_16mib", loadgen.large(run.url, 16 << 20, s.large_min[1], s.large_duration, s.large_timeout), 60)
-        await attempt(results, "e_fan_in", loadgen.fan_in(run.url, *s.fan_in), 120)
+        wanted = set(s.scenarios)
+        plan: list[tuple[str, Callable[[], Coroutine[Any, Any, dict[str, Any]]], float]] = [
+            ("f_idle", lambda: loadgen.hold_idle(run.url, s.idle, 2.0 if not s.quick else 0.3, run.rss), 120),
+            ("a_small", lambda: loadgen.pipeline(run.url, 50, 16, s.a_warmup, s.a_windows, run.cpu), 60),
+            ("b_pingpong", lambda: loadgen.pipeline(run.url, 1, 1, s.a_warmup / 2, s.b_windows, run.cpu), 60),
+            ("c_1mib", lambda: loadgen.large(run.url, 1 << 20, s.large_min[0], s.large_duration, s.large_timeout), 60),
+            ("d_16mib", lambda: loadgen.large(run.url, 16 << 20, s.large_min[1], s.large_duration, s.large_timeout), 60),
+            ("e_fan_in", lambda: loadgen.fan_in(run.url, *s.fan_in), 120),
+        ]
+        for name, make, timeout in plan:
+            if name in wanted:
+                await attempt(results, name, make(), timeout)
         if run.proc.poll() is not None:
             raise RuntimeError(f"the server exited with {run.proc.returncode}: {run.log_tail()}")
     except Exception as error:
@@ -278,7 +287,7 @@ async def bench_server(server: Server, settings: Settings, logdir: Path, pin: bo
         log(f"    server failed: {results['error']}")
     finally:
         run.stop()
-    if server.pings and results.get("up"):
+    if server.pings and results.get("up") and "g_keepalive" in s.scenarios:
         connections, interval, window = s.keep_alive
         run = Running(server, interval, logdir, pin)
         try:
@@ -341,6 +350,7 @@ GOALS: dict[str, tuple[str, bool, Callable[[Any], bool]]] = {
     "b": ("≥ 0.9x raw", True, lambda r: r["raw"] >= 0.9),
     "c": ("≥ 1x websockets", True, lambda r: r["websockets"] >= 1),
     "d": ("≥ 1x websockets", True, lambda r: r["websockets"] >= 1),
+    "e_hs": ("≥ 1.2x gws", True, lambda r: r["gws"] >= 1.2),
     "f": ("≤ 12 KB", False, lambda v: v <= 12),
     "g": ("10,000 held with pings on", False, lambda v: v is not None),
 }
@@ -367,6 +377,8 @@ def table(all_results: dict[str, dict[str, Any]], settings: Settings) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ours = all_results.get("wsgi-ws", {})
     for row_id, title, scenario, get, fmt in rows(settings):
+        if scenario not in settings.scenarios:
+            continue
         values = {s.key: (get(all_results[s.key]) if all_results[s.key].get("up") else None) for s in servers}
         cells = [cell(all_results[s.key], scenario, values[s.key], fmt, s) for s in servers]
         ratios: dict[str, float] = {}
@@ -447,9 +459,17 @@ def main() -> int:
         metavar="MODULE:APP",
         help="the WSGI app wsgi-ws serves, echoing at /ws (default: the sample Flask app; e.g. tests.apps.plain_wsgi:echo_app)",
     )
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        choices=SCENARIOS,
+        default=list(SCENARIOS),
+        help="only these scenarios (e_fan_in: handshakes per second, with the 1,000-connection fan-in)",
+    )
     args = parser.parse_args()
     WSGI_WS_APP[0] = args.wsgi_ws_app
     settings = Settings.make(args.quick)
+    settings.scenarios = tuple(args.scenarios)
 
     limit = raise_open_files()
     needed = max(settings.idle, settings.keep_alive[0]) + 200

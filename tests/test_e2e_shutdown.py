@@ -1,20 +1,24 @@
-"""End to end: graceful shutdown and reload close every WebSocket with 1001; the connection limit answers 503."""
+"""End to end: shutdown, rolling restart and --reload stop accepting at once, close with 1001 and exit when drained; 503s."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import threading
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import ServerFactory
 from tests.constants import TIMEOUT
-from tests.server import GunicornServer
+from tests.server import ROOT, GunicornServer
+from tests.wsclient import RawClient, upgrade_request
 
 pytestmark = pytest.mark.e2e
 
@@ -125,3 +129,116 @@ def test_background_sender_and_receiving_handler_share_the_socket(echo_server: G
         while not done.is_set() or len(received) < 5:
             received.append(json.loads(ws.recv(timeout=TIMEOUT))["tick"])
     assert received == list(range(1, len(received) + 1))
+
+
+def attempt_after_signal(server: GunicornServer) -> str:
+    """One connection made while the server goes away: "refused", "503", "1001" (closed at once), or "open" (wrong)."""
+    try:
+        ws = connect(f"{server.url}/ws", open_timeout=2, ping_interval=None)
+    except InvalidStatus as error:
+        return str(error.response.status_code)
+    except (OSError, InvalidHandshake, ConnectionClosed):  # refused, reset, or closed before any answer
+        return "refused"
+    with ws:
+        try:
+            ws.recv(timeout=2)
+        except ConnectionClosed:
+            return str(ws.protocol.close_rcvd.code) if ws.protocol.close_rcvd else "cut"
+        except TimeoutError:
+            return "open"
+    return "open"
+
+
+def wait_for_log(server: GunicornServer, text: str, timeout: float) -> float:
+    """Wait until the server's log contains ``text``; returns the monotonic time it was seen."""
+    deadline = time.monotonic() + timeout
+    while text not in server.log():
+        assert time.monotonic() < deadline, f"{text!r} not logged within {timeout} s"
+        time.sleep(0.02)
+    return time.monotonic()
+
+
+def worker_pids(server: GunicornServer, count: int) -> set[int]:
+    deadline = time.monotonic() + TIMEOUT
+    while len(pids := {int(pid) for pid in re.findall(r"Booting worker with pid: (\d+)", server.log())}) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} workers booted"
+        time.sleep(0.02)
+    return pids
+
+
+def test_sigterm_stops_accepting_at_once_answers_pending_upgrades_503_and_exits_when_drained(start_server: ServerFactory) -> None:
+    server = start_server(ROUTES, WSGI_WS_GRACEFUL_TIMEOUT="10")
+    with ExitStack() as stack:
+        clients = connect_many(stack, server, 3)
+        pending = stack.enter_context(RawClient(server.port))  # accepted, its upgrade request not yet complete
+        request = upgrade_request()
+        pending.send(request[:30])
+        keep_alive = stack.enter_context(RawClient(server.port))  # an idle keep-alive HTTP connection
+        keep_alive.send(b"GET /nothing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert keep_alive.read_response().status == 404
+        clients += connect_many(stack, server, 1)  # served after the two above: the worker has accepted them
+        server.listener.close()  # only gunicorn holds the listening socket now: once it lets go, connections are refused
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        late = [attempt_after_signal(server) for _ in range(10)]
+        pending.send(request[30:])
+        answer = pending.read_response()
+        assert wait_for_close_codes(clients, TIMEOUT) == [1001] * 4
+        keep_alive.expect_eof()
+    server.process.wait(timeout=10 + TIMEOUT)
+    elapsed = time.monotonic() - started
+    assert set(late) <= {"refused", "503", "1001"}, late
+    assert answer.status == 503 and answer.headers["retry-after"] == "1" and b"server shutting down" in answer.body
+    assert elapsed < 3, f"the master took {elapsed:.1f} s to exit, though every connection had ended"
+    assert "Worker graceful timeout" not in server.log()
+
+
+def test_reload_on_code_change_closes_with_1001_at_once_and_new_code_serves(start_server: ServerFactory, tmp_path: Path) -> None:
+    module = tmp_path / "reloaded_app.py"
+    source = (
+        "from wsgi_ws.flask_ext import WebSockets\nfrom flask import Flask\napp = Flask(__name__)\nsockets = WebSockets(app)\n"
+        "VERSION = {!r}\n\n@sockets.route('/ws')\ndef echo(ws):\n    for message in ws:\n        ws.send(VERSION + ':' + message)\n"
+    )
+    module.write_text(source.format("one"))
+    os.utime(module, (time.time() - 60, time.time() - 60))  # the change below is newer, whatever the clock's grain
+    env = {"PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}", "WSGI_WS_GRACEFUL_TIMEOUT": "30"}
+    server = GunicornServer("reloaded_app:app", env=env, args=("--reload",))
+    try:
+        with server.connect("/ws", ping_interval=None) as ws:
+            ws.send("a")
+            assert ws.recv(timeout=TIMEOUT) == "one:a"
+            module.write_text(source.format("two"))
+            changed = time.monotonic()
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=5)
+            assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 1001
+            closed = time.monotonic() - changed
+        with server.connect("/ws", ping_interval=None) as ws:
+            ws.send("b")
+            assert ws.recv(timeout=TIMEOUT) == "two:b"
+        serving = time.monotonic() - changed
+        assert closed < 2.5, f"1001 came {closed:.1f} s after the change (the reloader looks once a second)"
+        assert serving < 5, f"the new code served {serving:.1f} s after the change"
+    finally:
+        server.stop()
+
+
+def test_rolling_restart_new_workers_serve_old_ones_close_with_1001_and_exit_at_once(start_server: ServerFactory) -> None:
+    server = start_server(ROUTES, WSGI_WS_WORKERS="2", WSGI_WS_GRACEFUL_TIMEOUT="30")
+    with ExitStack() as stack:
+        old_clients = connect_many(stack, server, 6)
+        old_pids = worker_pids(server, 2)
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGHUP)
+        assert wait_for_close_codes(old_clients, TIMEOUT) == [1001] * 6
+        assert time.monotonic() - started < 2
+        new_clients = connect_many(stack, server, 6)  # made right after the old workers began going away
+        for pid in old_pids:
+            wait_for_log(server, f"Worker exiting (pid: {pid})", TIMEOUT)
+        gone = time.monotonic() - started
+        for index, ws in enumerate(new_clients):  # served by the new workers: not cut when the old ones left
+            ws.send(f"still {index}")
+            assert ws.recv(timeout=TIMEOUT) == f"still {index}"
+    assert gone < 5, f"the old workers took {gone:.1f} s to exit (graceful_timeout 30 s)"
+    assert server.process.poll() is None
+    assert "Worker graceful timeout" not in server.log()

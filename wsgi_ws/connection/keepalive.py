@@ -72,6 +72,7 @@ class KeptAlive(Protocol):
     def close(self, code: int = 1000, reason: str | bytes = "") -> None: ...
 
 
+@functools.lru_cache(maxsize=64)  # asked at every accept, with the few pairs the options have
 def tick_for(interval: float | None, timeout: float | None) -> float:
     """Seconds between two looks at a connection: a quarter of its shortest keep-alive time, 10 ms to 1 s."""
     times = [t for t in (interval, timeout) if t]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from ..exceptions import InvalidArgument, from_protocol
 from ..options import WebSocketOptions
 from ..protocol.errors import ProtocolError
@@ -10,6 +12,9 @@ from ..protocol.negotiation import negotiate
 from ..protocol.session import Session
 
 __all__ = ["open_session"]
+
+#: The sessions' logger, looked up once (``logging.getLogger`` takes a lock: a few percent of a handshake).
+_PROTOCOL_LOG = logging.getLogger("wsgi_ws.protocol")
 
 
 def open_session(
@@ -40,5 +45,5 @@ def open_session(
         response = accept_response(request.key, subprotocol, headers)
     except ProtocolError as exc:
         raise from_protocol(exc) from None
-    session = Session(options.max_message_size, options.max_frame_size, [negotiated[1]] if negotiated else None)
+    session = Session(options.max_message_size, options.max_frame_size, [negotiated[1]] if negotiated else None, _PROTOCOL_LOG)
     return response, session, subprotocol

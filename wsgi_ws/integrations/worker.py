@@ -5,24 +5,34 @@ One greenlet serves each connection; a WebSocket handler runs in it and blocks o
 
 Beyond gunicorn's gevent worker it adds: a deadline for the request head (``handshake_timeout``), an HTTP 503 for
 connections beyond ``worker_connections`` (instead of leaving them waiting unanswered), keep-alive for every open
-WebSocket, and close 1001 for every open WebSocket when the worker stops or reloads.
+WebSocket, and a prompt retirement on SIGTERM, SIGHUP (rolling restart) or ``--reload``: the worker stops accepting at
+once (new connections go to the other workers or are refused), closes every WebSocket with 1001, answers upgrades it
+had accepted but not yet served with 503, ends idle keep-alive connections, and exits as soon as its last connection
+has ended (``graceful_timeout`` is only the limit).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Callable
 from io import BufferedReader
 from typing import Any
 
 import gevent
-from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler, PyWSGIServer
+import gevent.event
+from gevent.pool import Pool
+from gunicorn.http.wsgi import base_environ
+from gunicorn.sock import ssl_context
+from gunicorn.workers.ggevent import VERSION, GeventPyWSGIWorker, PyWSGIHandler, PyWSGIServer
 
 from ..connection.keepalive import ConnectionMonitor
 from ..connection.websocket import WebSocket
 from ..options import WebSocketOptions, current_options
 from ..protocol.session import CloseCode
 from .handler import opened, run_app
+from .pywsgi_head import NO_HTTP_INPUT, HeadersFromEnviron, environ_headers, read_headers
 from .wsgi import HTTPErrorApp, prepare, refuse
 
 __all__ = ["WebSocketHandler", "WebSocketServer", "WebSocketWorker", "WorkerState"]
@@ -37,44 +47,6 @@ class HeadTimeout(TimeoutError):
     """The client did not send a complete request head within ``handshake_timeout``."""
 
 
-class _NoHTTPInput:
-    """Stands in for pywsgi's reader and request body after an upgrade: closed, empty, nothing to discard."""
-
-    closed = True
-
-    def read(self, size: int = -1) -> bytes:
-        """No body: a WebSocket upgrade is a GET."""
-        return b""
-
-    readline = read
-
-    def _discard(self) -> None:
-        """Nothing is left to skip."""
-
-
-_NO_HTTP_INPUT = _NoHTTPInput()
-
-
-class _HeadersFromEnviron:
-    """Stands in for pywsgi's parsed request headers after an upgrade: read back from the environ's ``HTTP_*`` keys.
-
-    The parsed ``email.message`` object costs about 1.5 KB per connection for as long as the WebSocket stays open;
-    after the upgrade only pywsgi's ``start_response`` checks and gunicorn's access log look at the headers.
-    """
-
-    def __init__(self, environ: dict[str, Any]) -> None:
-        self._environ = environ
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        """One header's value, by case-insensitive name."""
-        value: str | None = self._environ.get("HTTP_" + name.upper().replace("-", "_"), default)
-        return value
-
-    def items(self) -> list[tuple[str, str]]:
-        """Every request header as ``(Name, value)`` (for the access log's ``%({header}i)s`` atoms)."""
-        return [(key[5:].replace("_", "-").title(), value) for key, value in self._environ.items() if key.startswith("HTTP_")]
-
-
 class WorkerState:
     """What the connections of one worker share: its options, its keep-alive monitor, its connection count."""
 
@@ -84,6 +56,16 @@ class WorkerState:
         #: ``worker_connections``: beyond it, requests are answered 503.
         self.limit = limit
         self.monitor = ConnectionMonitor(gevent.spawn, gevent.sleep)
+        #: True once the worker is going away: upgrades get 503, idle keep-alive connections end.
+        self.stopping = False
+        #: The greenlets of keep-alive connections waiting for their next request (ended when the worker stops).
+        self.idle: set[Any] = set()
+
+    def end_idle(self) -> None:
+        """End every keep-alive connection that is waiting for its next request (call it from the hub)."""
+        for greenlet in list(self.idle):
+            if greenlet in self.idle:  # still waiting: it has not started reading a request meanwhile
+                greenlet.throw(HeadTimeout("worker stopping"))
 
     @property
     def options(self) -> WebSocketOptions:
@@ -110,26 +92,47 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
     #: The worker this handler serves for (each worker binds a subclass of its own, see WebSocketWorker).
     worker_state = WorkerState()
     _head_timer: gevent.Timeout | None = None
+    _served = False  # a request was answered on this connection: the next wait is an idle keep-alive
+    _waiting: Any = None  # this greenlet, while it waits idle for the next request
     rfile: Any
     headers: Any
+    #: pywsgi's parser of the header lines: the ``email`` package's, a fifth of a handshake's time; ours is plain.
+    MessageClass = staticmethod(read_headers)
     wsgi_input: Any
     response_headers: Any
     result: Any
 
     def handle_one_request(self) -> Any:
         """Read and answer one request; the request head must arrive within ``handshake_timeout``."""
-        self._head_timer = gevent.Timeout.start_new(self.worker_state.options.handshake_timeout, HeadTimeout)
+        state = self.worker_state
+        if self._served:  # keep-alive: wait for the next request, unless the worker is going away
+            if state.stopping:
+                return None
+            self._waiting = gevent.getcurrent()
+            state.idle.add(self._waiting)
+        self._head_timer = gevent.Timeout.start_new(state.options.handshake_timeout, HeadTimeout)
         try:
             return super().handle_one_request()
         finally:
             self._head_timer.close()
+            self._served = True
+            if self._waiting is not None:
+                state.idle.discard(self._waiting)
+                self._waiting = None
 
     def get_environ(self) -> dict[str, Any]:
         """The request head is complete: stop its deadline, then build the environ."""
         if self._head_timer is not None:
             self._head_timer.close()
+        if self._waiting is not None:  # a request has come: no longer idle
+            self.worker_state.idle.discard(self._waiting)
+            self._waiting = None
         environ: dict[str, Any] = super().get_environ()
         return environ
+
+    def _headers(self) -> Any:
+        """The request's ``HTTP_*`` environ entries."""
+        return environ_headers(self.headers)
 
     def read_requestline(self) -> Any:
         """Read the request line; a head timeout ends the connection quietly."""
@@ -173,6 +176,11 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
             self.close_connection = True
             super().run_application()
             return
+        if state.stopping:  # accepted before the worker began going away: a new worker will serve the retry
+            self.application = refuse(environ, 503, "server shutting down; retry later", (("Retry-After", "1"),))
+            self.close_connection = True
+            super().run_application()
+            return
         ws = WebSocket(
             self.socket,
             environ,
@@ -202,11 +210,14 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
 
     def _on_accept(self, ws: WebSocket) -> None:
         """Once upgraded the connection never reads HTTP again: drop pywsgi's 8 KiB reader and its parsed headers."""
-        opened(self.worker_state.monitor, ws)
-        self.headers = _HeadersFromEnviron(self.environ)
-        self.rfile = _NO_HTTP_INPUT
-        self.wsgi_input = _NO_HTTP_INPUT
-        self.environ["wsgi.input"] = _NO_HTTP_INPUT
+        state = self.worker_state
+        opened(state.monitor, ws)
+        self.headers = HeadersFromEnviron(self.environ)
+        self.rfile = NO_HTTP_INPUT
+        self.wsgi_input = NO_HTTP_INPUT
+        self.environ["wsgi.input"] = NO_HTTP_INPUT
+        if state.stopping:  # accepted by a handler that started before the worker began going away
+            gevent.spawn(_close_going_away, ws, "server shutting down")
 
     def _after_websocket(self) -> None:
         self.close_connection = True
@@ -229,6 +240,11 @@ def _serve_connection(
     finally:
         state.active -= 1
         close(sock, address)
+
+
+def _close_going_away(ws: WebSocket, reason: str) -> None:
+    with contextlib.suppress(OSError):  # gone already
+        ws.close(CloseCode.GOING_AWAY, reason)
 
 
 class WebSocketServer(PyWSGIServer):  # type: ignore[misc]  # gunicorn is untyped
@@ -281,12 +297,71 @@ class WebSocketWorker(GeventPyWSGIWorker):  # type: ignore[misc]  # gunicorn is 
             ours.propagate = False
         super().init_process()
 
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        """SIGTERM (also how a reload retires old workers): stop accepting, close every WebSocket with 1001."""
-        super().handle_exit(sig, frame)
-        gevent.spawn(self._close_websockets)
+    def run(self) -> None:
+        """Serve until told to go away, then exit once the last connection has ended (gunicorn's loop polls: 1 s, timeout)."""
+        self._loop = gevent.get_hub().loop
+        self._woken = gevent.event.Event()
+        if self.reloader is not None:
+            self.reloader._callback = self._reload
+        if not self.alive:
+            return
+        self.servers = [self._start_server(listener) for listener in self.sockets]
+        while self.alive and not self.state.stopping:
+            self.notify()
+            self._woken.wait(1.0)
+        self.go_away("server shutting down")
+        deadline = time.monotonic() + self.cfg.graceful_timeout
+        for server in self.servers:
+            while len(server.pool) and (remaining := deadline - time.monotonic()) > 0:
+                self.notify()
+                server.pool.join(timeout=min(remaining, 1.0))
+        if any(len(server.pool) for server in self.servers):
+            self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
+            for server in self.servers:
+                server.stop(timeout=1)
 
-    def _close_websockets(self) -> None:
-        count = self.state.monitor.close_all(CloseCode.GOING_AWAY, "server shutting down")
+    def _start_server(self, listener: Any) -> WebSocketServer:
+        """Start serving one listening socket, as gunicorn's gevent worker does."""
+        listener.setblocking(1)
+        environ = base_environ(self.cfg)
+        environ.update({"wsgi.multithread": True, "SERVER_SOFTWARE": VERSION})
+        settings: dict[str, Any] = {"application": self.wsgi, "log": self.log, "handler_class": self.wsgi_handler, "environ": environ}
+        if self.cfg.is_ssl:
+            settings["ssl_context"] = ssl_context(self.cfg)
+        server: WebSocketServer = self.server_class(listener, spawn=Pool(self.worker_connections), **settings)
+        server.start()
+        return server
+
+    def go_away(self, reason: str) -> None:
+        """Retire this worker (in the event loop): stop accepting, close every WebSocket with 1001, end idle ones."""
+        state = self.state
+        if state.stopping:
+            return
+        self.alive = False
+        state.stopping = True
+        for server in getattr(self, "servers", ()):
+            server.close()  # the listening sockets: new connections go to the other workers, or are refused
+        self._woken.set()
+        count = state.monitor.close_all(CloseCode.GOING_AWAY, reason)
         if count:
-            log.info("worker %s shutting down: closing %d WebSocket connection(s) with 1001", self.pid, count)
+            log.info("worker %s %s: closing %d WebSocket connection(s) with 1001", self.pid, reason.removeprefix("server "), count)
+        self._loop.run_callback(state.end_idle)  # the hub throws into the idle greenlets
+
+    def _go_away_soon(self, reason: str) -> None:
+        """Start :meth:`go_away` at the event loop's next turn (from a signal handler or the reloader's thread)."""
+        loop = getattr(self, "_loop", None)
+        if loop is not None:  # before run() there is nothing to stop; run() sees alive = False
+            loop.run_callback_threadsafe(self.go_away, reason)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """SIGTERM (also how a reload retires old workers): stop accepting at once, close every WebSocket with 1001."""
+        super().handle_exit(sig, frame)
+        self._go_away_soon("server shutting down")
+
+    def _reload(self, filename: str) -> None:
+        """``--reload`` saw ``filename`` change: retire this worker now (gunicorn's own callback waits for nothing)."""
+        self.log.info("Worker reloading: %s modified", filename)
+        self.alive = False
+        self.cfg.worker_int(self)
+        self._go_away_soon("server reloading")
+        raise SystemExit(0)  # ends the reloader's thread, as gunicorn's callback does: one reload per worker

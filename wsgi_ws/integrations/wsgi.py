@@ -53,17 +53,27 @@ def refuse(
     return HTTPErrorApp(status, reason, headers)
 
 
+#: ``inline_callable``'s answers by ``id(app)``, with the app itself (kept alive, so its id is not reused).
+_INLINED: dict[int, tuple[object, Callable[..., Any]]] = {}
+
+
 def inline_callable(app: Callable[..., Any]) -> Callable[..., Any]:
     """``app``, or for an instance of a Python class its bound ``__call__``: the same call, with less C stack.
 
     CPython 3.11 runs a Python function or bound method in the caller's C frame, but calling an instance goes
     through its type's call slot and a new C frame (about 0.8 KB). A handler idle in ``receive()`` keeps every C
     frame under it in its greenlet's saved stack, so each one avoided is memory saved per idle connection.
+    The answer is remembered per app (``inspect.getattr_static`` costs a few percent of a handshake).
     """
+    cached = _INLINED.get(id(app))
+    if cached is not None and cached[0] is app:
+        return cached[1]
     call = inspect.getattr_static(type(app), "__call__", None)
-    if isinstance(call, types.FunctionType):
-        return types.MethodType(call, app)
-    return app
+    inlined = types.MethodType(call, app) if isinstance(call, types.FunctionType) else app
+    if len(_INLINED) >= 64:  # apps made per request: do not keep them all
+        _INLINED.clear()
+    _INLINED[id(app)] = (app, inlined)
+    return inlined
 
 
 class HTTPErrorApp:
