@@ -10,12 +10,16 @@ offset after the one it first joined at, once, in order, whatever happened in be
     jitter    N clients over two masters of two workers each; every client is dropped (TCP cut, no close frame) at
               random every 10-20 s, stays offline 1.5-2.5 s, and comes back with ?since=<its last position>; a
               publisher at 2 messages/s for 60 s (AnyCable's published test of Socket.IO's recovery).
-              Replay time: from the start of a reconnect until the client holds every message published before it.
+              Replay time: from the start of a reconnect (TCP and handshake included) until the client holds every
+              message published before it began.
     blip      the workers' Redis connections are killed (CLIENT KILL, every 100 ms for 2 s) while a publisher sends
               50 messages/s: nothing may be lost. Then Redis is restarted empty: every member must be told
               ``recovered=false``.
     restart   a rolling restart (SIGHUP to one master, then the other) with resuming clients and a publisher at 20
               messages/s: nothing may be lost; reconnect time from the close to the next ``joined``.
+    people    disconnect_user from outside for 100 users with a connection on each of two masters (time until both
+              closed), and presence after a worker with 100 entries is SIGKILLed (time until a watcher on the other
+              master heard every leave), with tests/apps/routes.py's routes.
 
 Exit status: 1 when a message was lost, duplicated or reordered, or a scenario could not run; 0 otherwise.
 """
@@ -24,9 +28,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import random
+import resource
 import signal
 import socket
 import subprocess
@@ -39,7 +45,9 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from websockets.asyncio.client import ClientConnection, connect
+import uvloop
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+from websockets.asyncio.client import connect
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -48,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 import run as bench_run  # noqa: E402  (free ports, process trees, CPU of a tree, log)
 
+from wsgi_ws.hub import disconnect_user  # noqa: E402
 from wsgi_ws.hub.backends import encode  # noqa: E402
 from wsgi_ws.hub.history import History  # noqa: E402
 from wsgi_ws.hub.redis_streams import Streams  # noqa: E402
@@ -101,7 +110,7 @@ class Redis:
 class Master:
     """One gunicorn master ("machine") serving app:app with two workers and the hub on Redis."""
 
-    def __init__(self, name: str, redis_url: str, logdir: Path, workers: int = 2) -> None:
+    def __init__(self, name: str, redis_url: str, logdir: Path, workers: int = 2, app: str = "app:app", **extra: str) -> None:
         self.port = bench_run.free_port()
         self.url = f"ws://127.0.0.1:{self.port}"
         self.log = logdir / f"{name}.log"
@@ -115,9 +124,10 @@ class Master:
             WSGI_WS_GRACEFUL_TIMEOUT="10",
             WS_HUB_URL=redis_url,
             WS_HUB_HISTORY_SIZE=str(HISTORY.size),
+            **extra,
         )
         with self.log.open("wb") as out:
-            argv = [PY, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"]
+            argv = [PY, "-m", "gunicorn", "-c", "gunicorn.conf.py", app]
             self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 30
         while True:
@@ -212,7 +222,10 @@ class Client:
             self.last = int(frame["position"].rpartition("-")[2]) if frame["position"] else 0
             self.position = frame["position"]
             return
-        offset = int(frame["position"].rpartition("-")[2])
+        self.got_message(frame["position"])
+
+    def got_message(self, position: str) -> None:
+        offset = int(position.rpartition("-")[2])
         if offset <= self.last:
             self.duplicates += 1
             if os.environ.get("BENCH_DEBUG"):
@@ -220,54 +233,87 @@ class Client:
             return
         self.gaps += offset - self.last - 1
         self.last = offset
-        self.position = frame["position"]
+        self.position = position
 
 
-async def session(client: Client, ws: ClientConnection, until: float, publisher: Publisher | None) -> None:
-    """Read until ``until`` (then cut TCP); a replay is timed until the client holds what was published before."""
-    started = time.monotonic()
-    owed = publisher.count if publisher is not None else 0
-    replayed = client.last >= owed
-    while True:
-        left = until - time.monotonic()
-        if left <= 0:
-            ws.transport.abort()
+class FeedListener(WSListener):
+    """One connection of a client, in picows (compiled, so 1,000 clients at 20 messages/s fit in the generator):
+    the ``joined`` frame, then every message counted by its offset; replays timed from ``started``."""
+
+    def __init__(self, client: Client, started: float, owed: int, resuming: bool) -> None:
+        self.client, self.started, self.owed, self.resuming = client, started, owed, resuming
+        self.replayed = client.last >= owed
+        self.joined = asyncio.get_running_loop().create_future()
+        self.transport: WSTransport | None = None
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
             return
-        try:
-            frame = json.loads(await asyncio.wait_for(ws.recv(), left))
-        except TimeoutError:
-            continue
-        client.got(frame)
-        if not replayed and client.last >= owed:
-            replayed = True
-            client.replays.append(time.monotonic() - started)
+        if frame.msg_type != WSMsgType.TEXT:
+            return
+        payload = frame.get_payload_as_bytes()
+        client = self.client
+        if not self.joined.done():
+            client.joined(json.loads(payload), self.resuming)
+            self.joined.set_result(None)
+            return
+        if payload.startswith(MESSAGE):  # {"type": "message", "position": "<epoch>-<offset>", ...}: no JSON parse
+            start = len(MESSAGE)
+            end = payload.index(b'"', start)
+            client.got_message(payload[start:end].decode("ascii"))
+        else:
+            client.got(json.loads(payload))
+        if not self.replayed and client.last >= self.owed:
+            self.replayed = True
+            client.replays.append(time.monotonic() - self.started)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        if not self.joined.done():
+            self.joined.set_exception(ConnectionError("closed before joining"))
+
+
+MESSAGE = b'{"type": "message", "position": "'
 
 
 async def resuming_client(client: Client, stop: asyncio.Event, plan: Plan, publisher: Publisher) -> None:
     """Connect, read, get dropped or closed, come back with since=; until ``stop``."""
     attempt = 0
+    stopping = asyncio.ensure_future(stop.wait())
     while not stop.is_set():
         resuming = bool(client.position)
+        started, owed = time.monotonic(), publisher.count
+        transport: WSTransport | None = None
         try:
-            async with connect(client.url(), open_timeout=10, close_timeout=2, ping_interval=None, max_queue=None) as ws:
-                frame = json.loads(await ws.recv())
-                client.joined(frame, resuming)
-                attempt = 0
-                until = time.monotonic() + (plan.session() if plan.drops else 1e9)
-                reading, stopping = asyncio.ensure_future(session(client, ws, until, publisher)), asyncio.ensure_future(stop.wait())
-                await asyncio.wait([reading, stopping], return_when=asyncio.FIRST_COMPLETED)
-                for task in (reading, stopping):
-                    task.cancel()
-                if stop.is_set():
-                    return
-                if reading.done() and not reading.cancelled():
-                    reading.result()  # raises when the server closed the connection: come back below
-                if plan.drops and time.monotonic() >= until:
-                    await asyncio.sleep(plan.offline())  # dropped by us: offline, then back
-                    client.closed_at = time.monotonic()
-                    continue
-        except Exception:  # closed by the server, refused during a restart: come back
-            pass
+            transport, listener = await ws_connect(
+                functools.partial(FeedListener, client, started, owed, resuming),
+                client.url(),
+                websocket_handshake_timeout=10,
+            )
+            assert isinstance(listener, FeedListener)
+            await asyncio.wait_for(listener.joined, 10)
+            attempt = 0
+            wait = None if not plan.drops else plan.session()
+            closed = asyncio.ensure_future(transport.wait_disconnected())
+            await asyncio.wait([closed, stopping], timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():
+                transport.disconnect()
+                return
+            if not closed.done():  # dropped by us: TCP cut, no close frame; offline, then back
+                closed.cancel()
+                transport.disconnect()
+                await asyncio.sleep(plan.offline())
+                client.closed_at = time.monotonic()
+                continue
+        except Exception as exc:  # closed by the server, refused during a restart: come back
+            if os.environ.get("BENCH_DEBUG"):
+                log(f"client: {exc!r}")
+            if transport is not None:
+                transport.disconnect()
         if client.closed_at is None:
             client.closed_at = time.monotonic()
         attempt += 1
@@ -410,7 +456,62 @@ async def rolling_restart(redis_url: str, masters: list[Master], quick: bool) ->
     return verify(clients, publisher)
 
 
-SCENARIOS = ("jitter", "blip", "restart")
+async def people(redis_url: str, logdir: Path, quick: bool) -> dict[str, Any]:
+    """disconnect_user across two masters, and presence converging after a worker is SIGKILLed."""
+    count, heartbeat = (10, 0.5) if quick else (100, 2.0)
+    routes = "tests.apps.routes:app"  # its /hub/<group>?user= and /presence/<group> name users and join with presence
+    masters = [Master(f"people-{n}", redis_url, logdir, workers=1, app=routes, WS_HUB_PRESENCE_HEARTBEAT=str(heartbeat)) for n in range(2)]
+    try:
+        pairs = []
+        for number in range(count):
+            pair = []
+            for master in masters:
+                ws = await connect(f"{master.url}/hub/people?user=u{number}", ping_interval=None, max_queue=None)
+                await ws.recv()  # {"pid": ...}: joined
+                pair.append(ws)
+            pairs.append(pair)
+        closes = []
+        for number, pair in enumerate(pairs):
+            started = time.monotonic()
+            await asyncio.to_thread(disconnect_user, redis_url, f"u{number}", 4001, "revoked")
+            for ws in pair:
+                await ws.wait_closed()
+                assert ws.close_code == 4001, ws.close_code
+            closes.append(time.monotonic() - started)
+        closes.sort()
+        # Presence: watch from the first machine, SIGKILL the second's worker with `count` connections present.
+        watcher = await connect(f"{masters[0].url}/presence/room?user=watcher&watch=1", ping_interval=None, max_queue=None)
+        victims = [await connect(f"{masters[1].url}/presence/room?user=v{n}", ping_interval=None) for n in range(count)]
+        for ws in victims:
+            await ws.recv()
+        joins = 0
+        while joins < count + 1:  # its own join and the victims' (the hello frame {"pid", "worker"} has no kind)
+            joins += json.loads(await asyncio.wait_for(watcher.recv(), 30)).get("kind") == "join"
+        (victim_worker,) = masters[1].workers()
+        os.kill(victim_worker, signal.SIGKILL)
+        killed = time.monotonic()
+        leaves = 0
+        while leaves < count:
+            leaves += json.loads(await asyncio.wait_for(watcher.recv(), 30)).get("kind") == "leave"
+        converged = time.monotonic() - killed
+        for ws in [watcher, *victims]:
+            ws.transport.abort()
+        return {
+            "users": count,
+            "disconnect_p50_ms": 1000 * closes[len(closes) // 2],
+            "disconnect_p99_ms": 1000 * closes[min(len(closes) - 1, int(0.99 * len(closes)))],
+            "disconnect_max_ms": 1000 * closes[-1],
+            "presence_heartbeat_s": heartbeat,
+            "presence_entries_killed": count,
+            "presence_converged_s": converged,
+            "presence_within_2x_heartbeat": converged <= 2 * heartbeat,
+        }
+    finally:
+        for master in masters:
+            master.stop()
+
+
+SCENARIOS = ("jitter", "blip", "restart", "people")
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -421,16 +522,25 @@ async def main_async(args: argparse.Namespace) -> int:
         logdir.mkdir(parents=True, exist_ok=True)
         for name in args.scenarios:
             redis_server = Redis(logdir)
-            masters = [Master(f"master-{index}", redis_server.url, logdir) for index in range(2)]
+            masters = [] if name == "people" else [Master(f"master-{index}", redis_server.url, logdir) for index in range(2)]
             started = time.monotonic()
             try:
+                if name == "people":
+                    result = await people(redis_server.url, logdir, args.quick)
+                    result["took_s"] = time.monotonic() - started
+                    results[name] = result
+                    log(f"{name}: {json.dumps(result)}")
+                    continue
+                usage = resource.getrusage(resource.RUSAGE_SELF)
                 if name == "jitter":
                     result = await jitter(redis_server.url, masters, args.quick)
                 elif name == "blip":
                     result = await blip(redis_server, masters, args.quick)
                 else:
                     result = await rolling_restart(redis_server.url, masters, args.quick)
-                result["took_s"] = time.monotonic() - started
+                result["took_s"] = took = time.monotonic() - started
+                after = resource.getrusage(resource.RUSAGE_SELF)
+                result["loadgen_cpu_cores"] = (after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime) / took
                 results[name] = result
                 log(f"{name}: {json.dumps(result)}")
                 if result["lost"] or result["duplicates"] or result.get("told_recovered_false", result["clients"]) < result["clients"]:
@@ -443,7 +553,15 @@ async def main_async(args: argparse.Namespace) -> int:
                 for master in masters:
                     master.stop()
                 redis_server.stop()
-    print(table(results))
+    print(table({k: v for k, v in results.items() if k != "people"}))
+    if "people" in results and "error" not in results["people"]:
+        r = results["people"]
+        print(
+            f"\ndisconnect_user, {r['users']} users with a connection on each of two masters: p50 {r['disconnect_p50_ms']:.0f} ms, "
+            f"p99 {r['disconnect_p99_ms']:.0f} ms, max {r['disconnect_max_ms']:.0f} ms until both closed with 4001\n"
+            f"presence: {r['presence_entries_killed']} entries of a SIGKILLed worker gone from the watcher's view in "
+            f"{r['presence_converged_s']:.2f} s (heartbeat {r['presence_heartbeat_s']:.1f} s; goal: within twice that)"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 1 if failed else 0
@@ -480,7 +598,7 @@ def main() -> int:
     parser.add_argument("--logs", help="keep the servers' logs in this folder")
     args = parser.parse_args()
     bench_run.raise_open_files()
-    return asyncio.run(main_async(args))
+    return uvloop.run(main_async(args))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""The recovery benchmark's smoke run (``bench/recovery.py --quick``): resuming clients over two gunicorn masters and
-one Redis, dropped at random, through a Redis blip and an empty restart, and a rolling restart; every message counted
-by its position. No speed is asserted: the quick runs are far too short for their numbers to mean anything."""
+"""The recovery benchmark's smoke run (``bench/recovery.py --quick``): resuming clients over two gunicorn masters
+and one Redis, dropped at random, through a Redis blip and an empty restart, and a rolling restart, every message
+counted by its position; users disconnected on two machines, and a SIGKILLed worker's presence. No speed is asserted:
+the quick runs are far too short for their numbers to mean anything."""
 
 from __future__ import annotations
 
@@ -42,8 +43,17 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Complete
 def test_quick_recovery_run_exits_0_and_prints_the_table(smoke: tuple[subprocess.CompletedProcess[str], dict[str, Any]]) -> None:
     run, results = smoke
     assert run.returncode == 0, f"bench/recovery.py --quick failed:\n{run.stderr[-3000:]}"
-    assert set(results) == {"jitter", "blip", "restart"}
+    assert set(results) == {"jitter", "blip", "restart", "people"}
     assert "| scenario | clients |" in run.stdout, run.stdout
+    assert "disconnect_user, 10 users" in run.stdout and "entries of a SIGKILLed worker gone" in run.stdout, run.stdout
+
+
+@pytest.mark.timeout(300)
+def test_users_were_disconnected_everywhere_and_presence_converged(smoke: tuple[subprocess.CompletedProcess[str], dict[str, Any]]) -> None:
+    people = smoke[1]["people"]
+    assert "error" not in people, people
+    assert people["users"] == 10 and people["disconnect_max_ms"] > 0, "every user's two connections were closed with 4001"
+    assert people["presence_entries_killed"] == 10 and people["presence_converged_s"] > 0, "every leave was heard"
 
 
 @pytest.mark.timeout(300)

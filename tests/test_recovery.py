@@ -179,15 +179,16 @@ def test_live_messages_during_the_history_read_are_held_and_sent_once_after_it(s
 
 
 @socket_tier
-def test_messages_waiting_for_the_next_pass_are_not_sent_again_to_a_member_that_just_resumed(setup: Setup) -> None:
+def test_messages_the_history_already_gave_a_resuming_member_are_not_sent_again_when_they_arrive(setup: Setup) -> None:
     setup.hub.set_history("*", 100)
     (alice, alice_peer), (bob, bob_peer) = setup.connect(), setup.connect()
     setup.hub.join(alice, "news")
-    epoch = setup.backend.read_history("news", 0, History(10, 60.0)).epoch
-    for number in range(3):
-        setup.hub.publish("news", f"n{number}")  # delivered to the hub; its fan-out pass has not run yet
-    setup.hub.join(bob, "news", since=Position(epoch, 0).token())  # the history has all three: sent now
-    setup.run()  # the pass with the same three
+    kept = History(100, 60.0)
+    positions = [setup.backend._history.append("news", f"n{n}", b"", kept) for n in range(3)]  # kept, not yet delivered
+    setup.hub.join(bob, "news", since=Position(positions[0].epoch, 0).token())  # the history has all three: sent now
+    for number, position in enumerate(positions):  # then they arrive, each in a pass of its own
+        setup.hub.deliver("news", f"n{number}", b"", position)
+        setup.run()
     setup.hub.publish("news", "n3")
     setup.run()
     assert [payload for _, payload in bob_peer.messages(4)] == [b"n0", b"n1", b"n2", b"n3"]

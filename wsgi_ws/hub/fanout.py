@@ -26,9 +26,12 @@ def offer_run(members: dict[Member, None] | None, group: str, run: list[Item]) -
                 continue
         fmt = member.formats.get(group) if member.formats else None
         kind = member.kind
-        mark = member.resumed_at.pop(group, None) if member.resumed_at else None
+        mark = member.resumed_at.get(group) if member.resumed_at else None
         if mark is not None or (senders and member.token in senders):
-            own = shape([item for item in run if item.sender != member.token and not _sent_before(item, mark)], fmt)
+            newer = [item for item in run if not _sent_before(item, mark)]
+            if mark is not None and any(item.position is not None for item in newer):
+                del member.resumed_at[group]  # the stream has gone past what the history sent: no more to skip
+            own = shape([item for item in newer if item.sender != member.token], fmt)
             if own:
                 member.offer(own, join_frames(own, kind))
             continue

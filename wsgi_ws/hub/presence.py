@@ -4,8 +4,9 @@ Redis design (one server, not a Cluster: MGET and the scripts touch keys of seve
 
 * ``wsgi_ws:presence:<group>``: a hash, field = connection id, value = JSON ``{"user", "worker", "joined"}``; each add
   sets a day's EXPIRE on it (refreshed every 6 h by the heartbeat of each worker with entries): abandoned groups vanish.
-* ``wsgi_ws:alive:<worker>``: ``SET ... PX`` 2 x heartbeat by one heartbeat loop per worker, one command however many
-  entries it has: the entries of a worker killed by SIGKILL are dead within 2 x heartbeat, without anyone being told.
+* ``wsgi_ws:alive:<worker>``: ``SET ... PX`` 1.5 x heartbeat every half heartbeat by one loop per worker, one command
+  however many entries it has: the entries of a worker killed by SIGKILL are dead within 1.5 x heartbeat, without
+  anyone being told (and a live worker survives two missed ticks).
 * :meth:`~RedisPresence.members` reads the hash, then the alive keys of the workers it names (one MGET), and leaves out
   dead workers' entries; a Lua script deletes each only if its alive key is still missing and its value unchanged, and
   PUBLISHes the "leave" only if it deleted: announced exactly once however many workers reap, and never for a worker
@@ -13,8 +14,9 @@ Redis design (one server, not a Cluster: MGET and the scripts touch keys of seve
 * Events, JSON ``{"kind", "connection", "user", "worker", "joined"}``, go to ``wsgi_ws.presence:<group>`` from
   the script that did the HSET or HDEL, so only real changes are announced; a watching worker holds the channel on its
   own pub/sub connection (:class:`~wsgi_ws.hub.redis_backend.Subscriptions`: one reader, reconnecting with back-off).
-* The reaper: every heartbeat each worker runs that clean-up over the groups it watches or has entries in (one pipeline
-  of HGETALLs, one MGET; never KEYS or SCAN): watchers get a dead worker's leaves within about 3 x heartbeat.
+* The reaper: each worker runs that clean-up over the groups it watches or has entries in (one pipeline
+  of HGETALLs, one MGET; never KEYS or SCAN) every half heartbeat: watchers get a dead worker's leaves within 2 x
+  heartbeat.
 
 When Redis fails, add/remove log a warning (once per outage) and never raise: this worker keeps its entries in memory
 and the heartbeat adds them again, and retries failed removals, once Redis answers after an error or without the alive
@@ -206,7 +208,9 @@ class RedisPresence:
         self._errors: tuple[type[Exception], ...] = (redis.RedisError,)
         where = client.connection_pool.connection_kwargs
         self.label = str(where.get("path") or f"{where.get('host', 'localhost')}:{where.get('port', 6379)}")
-        self._alive, self._alive_ms = ALIVE_PREFIX + worker, max(1, round(2000 * heartbeat))
+        # The alive key lives 1.5 heartbeats and is refreshed every half: a live worker survives two missed ticks, and
+        # a dead one's key is gone within 1.5 heartbeats and reaped within half a heartbeat more: 2 in all.
+        self._alive, self._alive_ms = ALIVE_PREFIX + worker, max(1, round(1500 * heartbeat))
         self._add, self._delete = client.register_script(_ADD), client.register_script(_DELETE)
         self._subscriptions = Subscriptions(client, f"{self.label} (presence events)", self._arrived, spawn, sleep)
         self._lock = threading.Lock()  # the state below
@@ -335,7 +339,7 @@ class RedisPresence:
 
     def _beat(self) -> None:
         while not self._stopped:
-            self._sleep(self.heartbeat)
+            self._sleep(self.heartbeat / 2)
             self._tick()
 
     def _tick(self) -> None:

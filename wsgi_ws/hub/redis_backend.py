@@ -31,13 +31,23 @@ from .backends import CHANNEL_PREFIX, CloseRequest, Receiver, Waitable, decode, 
 from .history import History, HistoryRead
 from .redis_streams import Streams
 
-__all__ = ["ClusterBackend", "RedisBackend", "Subscriptions", "is_cluster", "redis_backend"]
+__all__ = ["ClusterBackend", "RedisBackend", "Subscriptions", "is_cluster", "pooled_client", "redis_backend"]
 
 log = logging.getLogger("wsgi_ws")
 
 #: Seconds one wait of the reader lasts (it then waits again): only bounds how long a wait is.
 READ_WAIT = 60.0
 _CONNECT: dict[str, Any] = {"socket_connect_timeout": 5, "socket_keepalive": True}
+#: Connections a worker's hub opens to one Redis server for publishing and reading histories, at most; beyond them a
+#: call waits (at most POOL_WAIT seconds) for one to be free instead of failing (redis-py's default pool raises
+#: "Too many connections" past 100: a burst of joins or publishes would lose messages).
+POOL_SIZE, POOL_WAIT = 64, 10.0
+
+
+def pooled_client(url: str) -> redis.Redis:
+    """A client for ``url`` whose calls wait for a free connection when :data:`POOL_SIZE` are busy."""
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=POOL_SIZE, timeout=POOL_WAIT, **_CONNECT)
+    return redis.Redis(connection_pool=pool)
 
 
 class Subscriptions:
@@ -251,7 +261,7 @@ class RedisBackend(_Publisher):
     def __init__(self, url: str, spawn: Callable[..., Any], sleep: Callable[[float], Any] = time.sleep) -> None:
         super().__init__(url)
         self.url = url
-        self._client = redis.Redis.from_url(url, **_CONNECT)
+        self._client = pooled_client(url)
         self._streams = Streams(self._client)
         self.subscriptions = Subscriptions(self._client, url, self._arrived, spawn, sleep, on_resumed=self._resumed)
 
