@@ -2,26 +2,22 @@
 
 Redis design (one server, not a Cluster: MGET and the scripts touch keys of several slots), a few commands per change:
 
-* ``wsgi_ws:presence:<group>``: a hash, field = connection id, value = JSON ``{"user", "worker", "joined"}``; each add
-  sets a day's EXPIRE on it (refreshed every 6 h by the heartbeat of each worker with entries): abandoned groups vanish.
-* ``wsgi_ws:alive:<worker>``: ``SET ... PX`` 1.5 x heartbeat every half heartbeat by one loop per worker, one command
-  however many entries it has: the entries of a worker killed by SIGKILL are dead within 1.5 x heartbeat, without
-  anyone being told (and a live worker survives two missed ticks).
+* ``wsgi_ws:presence:<group>``: a hash, field = connection id, value = JSON ``{"user", "worker", "joined"}``, expiring a
+  day after the last add (the heartbeat of each worker with entries refreshes it every 6 h): abandoned groups vanish.
+* ``wsgi_ws:alive:<worker>``: ``SET ... PX`` 1.5 x heartbeat every half heartbeat, one command per worker however many
+  entries it has: a SIGKILLed worker's entries are dead within 1.5 x heartbeat (a live one survives two missed ticks).
 * :meth:`~RedisPresence.members` reads the hash, then the alive keys of the workers it names (one MGET), and leaves out
   dead workers' entries; a Lua script deletes each only if its alive key is still missing and its value unchanged, and
-  PUBLISHes the "leave" only if it deleted: announced exactly once however many workers reap, and never for a worker
-  that came back in time.
+  only then PUBLISHes the "leave": announced once however many workers reap, never for a worker back in time.
 * Events, JSON ``{"kind", "connection", "user", "worker", "joined"}``, go to ``wsgi_ws.presence:<group>`` from
   the script that did the HSET or HDEL, so only real changes are announced; a watching worker holds the channel on its
   own pub/sub connection (:class:`~wsgi_ws.hub.redis_backend.Subscriptions`: one reader, reconnecting with back-off).
-* The reaper: each worker runs that clean-up over the groups it watches or has entries in (one pipeline
-  of HGETALLs, one MGET; never KEYS or SCAN) every half heartbeat: watchers get a dead worker's leaves within 2 x
-  heartbeat.
+* The reaper: every half heartbeat each worker runs that clean-up over the groups it watches or has entries in (one
+  pipeline of HGETALLs, one MGET; never KEYS or SCAN): watchers hear a dead worker's leaves within 2 x heartbeat.
 
-When Redis fails, add/remove log a warning (once per outage) and never raise: this worker keeps its entries in memory
-and the heartbeat adds them again, and retries failed removals, once Redis answers after an error or without the alive
-key (so after an empty restart the live workers' entries are back within a heartbeat, with a "join" each). Events
-published while a watcher was disconnected are lost (pub/sub): call ``members()`` after an outage.
+When Redis fails, add/remove log a warning (once per outage) and never raise: the worker keeps its entries in memory,
+adds them again and retries failed removals once Redis answers (after an empty restart its entries are back within a
+heartbeat, with a "join" each). Events published while a watcher was away are lost: call ``members()`` after that.
 """
 
 from __future__ import annotations
