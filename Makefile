@@ -53,3 +53,4 @@ bench: install
 	$(BIN)/pip install --quiet -r requirements-bench.txt
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/fanout.py $(BENCH_ARGS)
+	$(BIN)/python bench/recovery.py $(BENCH_ARGS)
