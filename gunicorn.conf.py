@@ -30,6 +30,8 @@ if os.environ.get("WSGI_WS_CERTFILE") or os.environ.get("WSGI_WS_KEYFILE"):
     if not (certfile and keyfile and os.path.isfile(certfile) and os.path.isfile(keyfile)):
         sys.exit("Error: TLS needs both WSGI_WS_CERTFILE and WSGI_WS_KEYFILE naming readable files")
 accesslog = os.environ.get("WSGI_WS_ACCESS_LOG", "-")
+if accesslog == os.devnull:  # off: gunicorn then formats no access line per request (none would be kept anyway)
+    accesslog = None
 loglevel = os.environ.get("WSGI_WS_LOG_LEVEL", "info")
 
 # WebSocket options. The sample changes none: configure() only checks the WS_* environment variables, so a bad value

@@ -44,6 +44,9 @@ def test_valid_request() -> None:
         ({"SERVER_PROTOCOL": "HTTP/1.0"}, 400),
         ({"HTTP_HOST": None}, 400),
         ({"HTTP_CONNECTION": "close"}, 400),
+        ({"HTTP_CONNECTION": "upgraded"}, 400),
+        ({"SERVER_PROTOCOL": "HTTP/0.9"}, 400),
+        ({"SERVER_PROTOCOL": "SPDY/3"}, 400),
         ({"HTTP_SEC_WEBSOCKET_VERSION": None}, 426),
         ({"HTTP_SEC_WEBSOCKET_VERSION": "8"}, 426),
         ({"HTTP_SEC_WEBSOCKET_KEY": None}, 400),
@@ -60,6 +63,11 @@ def test_refusals(changes: dict[str, Any], status: int) -> None:
         assert ("Sec-WebSocket-Version", "13") in caught.value.headers
 
 
+@pytest.mark.parametrize(("protocol", "connection"), [("HTTP/1.1", "Upgrade"), ("HTTP/2.0", "upgrade"), ("HTTP/1.10", "close,UPGRADE")])
+def test_accepted_versions_and_connection_headers(protocol: str, connection: str) -> None:
+    assert validate_request(environ(SERVER_PROTOCOL=protocol, HTTP_CONNECTION=connection), ALL).subprotocols == ()
+
+
 def test_origin_refusal_is_403() -> None:
     with pytest.raises(HandshakeRefused) as caught:
         validate_request(environ(HTTP_ORIGIN="https://evil.net"), OriginPolicy(("https://good.net",)))
@@ -67,7 +75,17 @@ def test_origin_refusal_is_403() -> None:
 
 
 @pytest.mark.parametrize(
-    ("upgrade", "expected"), [("websocket", True), ("WebSocket", True), ("h2c, websocket", True), ("h2c", False), (None, False)]
+    ("upgrade", "expected"),
+    [
+        ("websocket", True),
+        ("WebSocket", True),
+        ("h2c, websocket", True),
+        (" websocket ", True),
+        ("h2c", False),
+        ("websocketx", False),
+        ("", False),
+        (None, False),
+    ],
 )
 def test_is_upgrade_request(upgrade: str | None, expected: bool) -> None:
     assert is_upgrade_request(environ(HTTP_UPGRADE=upgrade)) is expected

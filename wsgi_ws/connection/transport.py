@@ -343,9 +343,15 @@ def _nonblocking_send(sock: socket.socket) -> tuple[Callable[[bytes, int], int] 
     gevent's cooperative socket wraps a non-blocking one, whose ``send`` is used directly; a plain socket sends with
     ``MSG_DONTWAIT`` (honoured only while it has no timeout). None for TLS, or where ``MSG_DONTWAIT`` is missing.
     """
-    if not _DONTWAIT or isinstance(sock, ssl.SSLSocket) or hasattr(sock, "_sslobj"):
+    if not _DONTWAIT:
         return None, False
-    if type(sock).__module__.startswith("gevent"):
+    kind = type(sock)
+    if kind.__name__ == "socket" and kind.__module__ == "gevent._socket3":  # gevent's plain socket (its TLS one is another class)
+        inner = getattr(sock, "_sock", None)  # skips the hasattr below, which raises inside gevent's __getattr__ (~3 us)
+        return (inner.send, False) if isinstance(inner, _socket.socket) else (None, False)
+    if isinstance(sock, ssl.SSLSocket) or hasattr(sock, "_sslobj"):
+        return None, False
+    if kind.__module__.startswith("gevent"):
         inner = getattr(sock, "_sock", None)
         return (inner.send, False) if isinstance(inner, _socket.socket) else (None, False)
     if isinstance(sock, _socket.socket):

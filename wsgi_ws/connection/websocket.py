@@ -98,8 +98,11 @@ class WebSocket(ConnectionInfo):
             raise InvalidState("this WebSocket was already accepted" if self._session else "the request has already ended")
         response, session, subprotocol = open_session(self._request, self._options, subprotocol, headers)
         transport = self.transport
-        transport.sock.settimeout(None)
-        transport.sock.sendall(response)
+        sock = transport.sock
+        sock.settimeout(None)
+        sent = sock.send(response)  # the 101 fits the socket buffer: one send (gevent's sendall first asks getsockopt)
+        if sent < len(response):
+            sock.sendall(memoryview(response)[sent:])
         self._subprotocol = subprotocol
         transport.session = self._session = session
         self._lifecycle.handle(Event.ACCEPT)

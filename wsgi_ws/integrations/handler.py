@@ -30,13 +30,14 @@ def opened(monitor: ConnectionMonitor, ws: WebSocket) -> None:
     """Register a connection that was just accepted: keep-alive, metrics, the ``ws.accept`` log line."""
     monitor.add(ws)
     metrics.opened(ws)
-    log.info(
-        "ws.accept path=%s peer=%s subprotocol=%s compression=%s",
-        ws.path,
-        ws.peer,
-        ws.subprotocol or "-",
-        "permessage-deflate" if ws.compressed else "-",
-    )
+    if log.isEnabledFor(logging.INFO):  # the arguments cost more than the cached level check
+        log.info(
+            "ws.accept path=%s peer=%s subprotocol=%s compression=%s",
+            ws.path,
+            ws.peer,
+            ws.subprotocol or "-",
+            "permessage-deflate" if ws.compressed else "-",
+        )
 
 
 def run_app(
@@ -99,15 +100,16 @@ def finish(ws: WebSocket, monitor: ConnectionMonitor, error: Exception | None = 
             except Exception:
                 log.exception("WebSocket %s: a finish callback failed", ws.path)
         metrics.closed(ws)
-        log.info(
-            "ws.close path=%s peer=%s code=%s reason=%r duration=%.1fs messages_in=%d messages_out=%d bytes_in=%d bytes_out=%d",
-            ws.path,
-            ws.peer,
-            ws.close_code,
-            ws.close_reason or "",
-            ws.duration,
-            ws.messages_received,
-            ws.messages_sent,
-            ws.bytes_received,
-            ws.bytes_sent,
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "ws.close path=%s peer=%s code=%s reason=%r duration=%.1fs messages_in=%d messages_out=%d bytes_in=%d bytes_out=%d",
+                ws.path,
+                ws.peer,
+                ws.close_code,
+                ws.close_reason or "",
+                ws.duration,
+                ws.messages_received,
+                ws.messages_sent,
+                ws.bytes_received,
+                ws.bytes_sent,
+            )

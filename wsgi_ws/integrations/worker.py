@@ -130,6 +130,11 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
         environ: dict[str, Any] = super().get_environ()
         return environ
 
+    def log_request(self) -> None:
+        """Write the access log line, unless the access log is off (then nothing per request is built for it)."""
+        if getattr(self.server.log, "access_log_enabled", True):
+            super().log_request()
+
     def _headers(self) -> Any:
         """The request's ``HTTP_*`` environ entries."""
         return environ_headers(self.headers)

@@ -63,7 +63,17 @@ def header_tokens(value: str | None) -> list[str]:
 
 def is_upgrade_request(environ: Mapping[str, Any]) -> bool:
     """True if the request asks to upgrade to WebSocket (``Upgrade: websocket``)."""
-    return "websocket" in header_tokens(environ.get("HTTP_UPGRADE"))
+    return _has_token(environ.get("HTTP_UPGRADE"), "websocket")
+
+
+def _has_token(value: str | None, token: str) -> bool:
+    """``token in header_tokens(value)`` (``token`` lower case), without splitting the usual one-token values."""
+    if not value:
+        return False
+    lowered = value.lower()
+    if lowered == token:
+        return True
+    return token in lowered and token in header_tokens(value)
 
 
 def validate_request(environ: Mapping[str, Any], origins: OriginPolicy) -> HandshakeRequest:
@@ -71,11 +81,11 @@ def validate_request(environ: Mapping[str, Any], origins: OriginPolicy) -> Hands
     if environ.get("REQUEST_METHOD") != "GET":
         raise HandshakeRefused(400, "a WebSocket upgrade must be a GET request (RFC 6455 §4.1)")
     protocol = str(environ.get("SERVER_PROTOCOL", ""))
-    if not protocol.startswith("HTTP/") or _version_tuple(protocol[5:]) < (1, 1):
+    if protocol != "HTTP/1.1" and (not protocol.startswith("HTTP/") or _version_tuple(protocol[5:]) < (1, 1)):
         raise HandshakeRefused(400, "a WebSocket upgrade needs HTTP/1.1 or later (RFC 6455 §4.1)")
     if not environ.get("HTTP_HOST"):
         raise HandshakeRefused(400, "missing Host header (RFC 6455 §4.1)")
-    if "upgrade" not in header_tokens(environ.get("HTTP_CONNECTION")):
+    if not _has_token(environ.get("HTTP_CONNECTION"), "upgrade"):
         raise HandshakeRefused(400, "missing 'Connection: Upgrade' header (RFC 6455 §4.1)")
     version = environ.get("HTTP_SEC_WEBSOCKET_VERSION")
     if version is None or version.strip() != SUPPORTED_VERSION:
@@ -93,7 +103,8 @@ def validate_request(environ: Mapping[str, Any], origins: OriginPolicy) -> Hands
     refusal = origins.refusal(origin)
     if refusal is not None:
         raise HandshakeRefused(403, refusal)
-    offered = tuple(token.strip() for token in str(environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL", "")).split(",") if token.strip())
+    offered_header = environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL")
+    offered = tuple(token.strip() for token in str(offered_header).split(",") if token.strip()) if offered_header else ()
     extensions_header = environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")
     try:
         extensions = tuple(parse_extension(extensions_header)) if extensions_header else ()
