@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
+import socket
 import ssl
 from collections.abc import Iterator
 
@@ -12,6 +14,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from tests.conftest import ServerFactory
 from tests.constants import TIMEOUT
 from tests.server import GunicornServer
 from tests.wsclient import OP_PING, OP_PONG, OP_TEXT, RawClient
@@ -126,3 +129,23 @@ def test_plain_text_client_on_the_tls_port_never_gets_an_upgrade(tls_server: Gun
     with connect(f"{tls_server.url}/ws", ssl=client_tls, open_timeout=TIMEOUT) as ws:  # and the server serves on
         ws.send("fine")
         assert ws.recv(timeout=TIMEOUT) == "fine"
+
+
+def test_failed_tls_handshakes_log_one_line_without_a_traceback(start_server: ServerFactory, certificate: tuple[str, str]) -> None:
+    cert, key = certificate
+    server = start_server("tests.apps.routes:app", WSGI_WS_CERTFILE=cert, WSGI_WS_KEYFILE=key)
+    for _ in range(3):  # plain HTTP on the TLS port
+        with RawClient(server.port) as client:
+            client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            with contextlib.suppress(OSError):
+                client.sock.recv(1024)
+    socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT).close()  # a TCP health check
+    with pytest.raises(ssl.SSLError), socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as raw:
+        ssl.create_default_context().wrap_socket(raw, server_hostname="127.0.0.1")  # does not trust the certificate
+    trusting = ssl.create_default_context(cafile=cert)
+    with connect(f"{server.url}/ws", ssl=trusting, open_timeout=TIMEOUT) as ws:  # and it serves on
+        ws.send("fine")
+        assert ws.recv(timeout=TIMEOUT) == "fine"
+    log = server.log()
+    assert "Traceback" not in log and "failed with SSL" not in log, log[-3000:]
+    assert log.count("tls: handshake with 127.0.0.1:") == 1, "one line for the burst; the others are counted in the next"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from io import BufferedReader
@@ -33,6 +34,7 @@ from ..options import WebSocketOptions, current_options
 from ..protocol.session import CloseCode
 from .handler import opened, run_app
 from .pywsgi_head import NO_HTTP_INPUT, HeadersFromEnviron, environ_headers, read_headers
+from .tls_failures import TLSFailures
 from .wsgi import HTTPErrorApp, prepare, refuse
 
 __all__ = ["WebSocketHandler", "WebSocketServer", "WebSocketWorker", "WorkerState"]
@@ -60,6 +62,8 @@ class WorkerState:
         self.stopping = False
         #: The greenlets of keep-alive connections waiting for their next request (ended when the worker stops).
         self.idle: set[Any] = set()
+        #: Failed TLS handshakes: counted, logged a line at a time (no traceback).
+        self.tls_failures = TLSFailures()
 
     def end_idle(self) -> None:
         """End every keep-alive connection that is waiting for its next request (call it from the hub)."""
@@ -242,6 +246,8 @@ def _serve_connection(
     state.active += 1
     try:
         handle(sock, address)
+    except ssl.SSLError as error:  # the TLS handshake failed (plain HTTP, a probe, an untrusted certificate)
+        state.tls_failures.note(address, error)
     finally:
         state.active -= 1
         close(sock, address)
