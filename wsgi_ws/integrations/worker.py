@@ -135,8 +135,10 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
         return environ
 
     def log_request(self) -> None:
-        """Write the access log line, unless the access log is off (then nothing per request is built for it)."""
-        if getattr(self.server.log, "access_log_enabled", True):
+        """Write the access log line, unless the access log is off (then nothing per request is built for it) or
+        there is no request to log: a head refused as unreadable (400) has no environ, and gunicorn's access log
+        would fail on it with a traceback (pywsgi already logged why it refused it)."""
+        if self.environ is not None and getattr(self.server.log, "access_log_enabled", True):
             super().log_request()
 
     def _headers(self) -> Any:
