@@ -46,6 +46,8 @@ loglevel = os.environ.get("WSGI_WS_LOG_LEVEL", "info")
 #   max_message_size = 1048576                  bytes (1 MiB); larger messages close the connection with 1009
 #   max_frame_size = None                       bytes; None = same as max_message_size
 #   close_timeout = 5.0                         seconds close() waits for the peer's close frame
+#   max_messages_per_second = None              messages/s a connection may send (a bucket of one second's worth); over it 1008
+#   max_bytes_per_second = None                 bytes/s of messages a connection may send; over it 1008
 #   handshake_timeout = 10.0                    seconds a client has to send its upgrade request (per server)
 #   subprotocols = ()                           subprotocols accepted, in order of preference
 #   compression = False                         permessage-deflate when the client offers it (costs memory per connection)

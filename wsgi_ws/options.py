@@ -56,6 +56,10 @@ class WebSocketOptions:
     max_frame_size: int | None = None
     #: Seconds ``close()`` waits for the peer's close frame before closing TCP.
     close_timeout: float = 5.0
+    #: Messages per second a connection may send (a token bucket of one second's worth); over it, close 1008. None = off.
+    max_messages_per_second: float | None = None
+    #: Bytes per second of messages a connection may send; over it, close 1008. None = off.
+    max_bytes_per_second: int | None = None
     #: Seconds a client has to send its whole upgrade request.
     handshake_timeout: float = 10.0
     #: Subprotocols the server accepts, in its order of preference.
@@ -219,6 +223,14 @@ def _positive_seconds(value: Any) -> str | None:
     return None
 
 
+def _positive_rate_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not _is_number(value) or value <= 0 or value == float("inf"):
+        return "expected a number of messages per second > 0, or none/off"
+    return None
+
+
 def _positive_size_or_none(value: Any) -> str | None:
     if value is None:
         return None
@@ -301,6 +313,8 @@ _SPECS: dict[str, _Spec] = {
         _Spec("max_message_size", _bytes_or_off, _positive_size_or_none),
         _Spec("max_frame_size", _bytes_or_off, _positive_size_or_none),
         _Spec("close_timeout", float, _positive_seconds),
+        _Spec("max_messages_per_second", _seconds_or_off, _positive_rate_or_none),
+        _Spec("max_bytes_per_second", _bytes_or_off, _positive_size_or_none),
         _Spec("handshake_timeout", float, _positive_seconds),
         _Spec("subprotocols", _words, _tokens),
         _Spec("compression", _flag, _bool),

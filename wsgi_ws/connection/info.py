@@ -35,6 +35,7 @@ class ConnectionInfo:
         "_finish_callbacks",
         "_lifecycle",
         "_options",
+        "_rate",
         "_request",
         "_session",
         "_started",

@@ -24,6 +24,7 @@ from ..protocol.handshake import HandshakeRequest
 from ..protocol.session import CloseCode, Session
 from ..protocol.state import ConnectionState, Event, Lifecycle
 from .info import ConnectionInfo
+from .limits import MessageRate, refuse
 from .opening import open_session
 from .transport import READ_SIZE, Transport
 
@@ -77,6 +78,7 @@ class WebSocket(ConnectionInfo):
         #: Messages each way, for logs and metrics.
         self.messages_received = self.messages_sent = 0
         self.user = None
+        self._rate = MessageRate.of(options.max_messages_per_second, options.max_bytes_per_second)
 
     # Opening.
 
@@ -128,14 +130,14 @@ class WebSocket(ConnectionInfo):
     def receive(self, timeout: float | None = None) -> Message | None:
         """Return the next whole message (``str`` for text, ``bytes`` for binary), or None once closed.
 
-        The first call after the connection closed returns None (then :attr:`close_code` says why); a
-        further call raises :class:`ConnectionClosed`. Raises ``TimeoutError`` after ``timeout`` seconds.
-        """
+        The first call after the connection closed returns None (then :attr:`close_code` says why); a further call
+        raises :class:`ConnectionClosed`; ``TimeoutError`` after ``timeout`` seconds. Over a message limit: 1008."""
         session = self._session or self._open_session()
         assembler = session.assembler
         if assembler:  # whole messages wait (the assembler is their queue; truth is one C call)
             self.messages_received += 1
-            return assembler.take()
+            taken = assembler.take()
+            return taken if self._rate is None or self._rate.allows(taken) else self._over_limit()
         if session.streaming:
             return _receive_assembled(self, timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -143,7 +145,7 @@ class WebSocket(ConnectionInfo):
             message = assembler.pop_message()
             if message is not None:  # else another receiver was quicker
                 self.messages_received += 1
-                return message
+                return message if self._rate is None or self._rate.allows(message) else self._over_limit()
         self._end_of_messages()
         return None
 
@@ -168,6 +170,12 @@ class WebSocket(ConnectionInfo):
         if part.end_of_message:
             self.messages_received += 1
         return part
+
+    def _over_limit(self) -> Message | None:
+        """Over ``max_messages_per_second`` or ``max_bytes_per_second``: closed with 1008 (connection/limits.py)."""
+        refuse(self, self._rate)
+        self._end_of_messages()
+        return None
 
     def _end_of_messages(self) -> None:
         """Allow one None to mark the end; raise ConnectionClosed on any later receive."""
