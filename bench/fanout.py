@@ -628,14 +628,20 @@ RATIOS = [
 
 
 class Redis:
-    """A redis-server on a free loopback port with no persistence, for the Redis columns; killed at the end."""
+    """A redis-server on a free loopback port with no persistence, for the Redis columns (and bench/recovery.py);
+    :meth:`restart` brings it back empty on the same port; killed at the end."""
 
     def __init__(self, logdir: Path) -> None:
         self.port = bench_run.free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.logdir = logdir
+        self.start()
+
+    def start(self) -> None:
+        """Start it on its port, and return once it accepts connections."""
         binary = shutil.which("redis-server") or "redis-server"
         argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        with (logdir / "redis.log").open("wb") as out:
+        with (self.logdir / "redis.log").open("ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 20
         while True:
@@ -648,6 +654,11 @@ class Redis:
                 if time.monotonic() > deadline:
                     raise RuntimeError("redis-server is not listening after 20 s") from None
                 time.sleep(0.05)
+
+    def restart(self) -> None:
+        """Stop it and start it again on the same port, without its data (as after a crash without persistence)."""
+        self.stop()
+        self.start()
 
     def cpu(self) -> float:
         return bench_run.tree_cpu(self.proc.pid)

@@ -55,6 +55,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT))
 
 import run as bench_run  # noqa: E402  (free ports, process trees, CPU of a tree, log)
+from fanout import Redis  # noqa: E402  (a redis-server on a free port, restarted empty on demand)
 
 from wsgi_ws.hub import disconnect_user  # noqa: E402
 from wsgi_ws.hub.backends import encode  # noqa: E402
@@ -68,43 +69,6 @@ HISTORY = History(1000, 300.0)
 
 
 # ---------------------------------------------------------------------------------------------------- servers
-
-
-class Redis:
-    """A redis-server on a free loopback port, without persistence; :meth:`restart` brings it back empty."""
-
-    def __init__(self, logdir: Path) -> None:
-        self.port = bench_run.free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.logdir = logdir
-        self.start()
-
-    def start(self) -> None:
-        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        with (self.logdir / "redis.log").open("ab") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                client.close()
-                return
-            except redis.RedisError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def cpu(self) -> float:
-        return bench_run.tree_cpu(self.proc.pid)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 class Master:
