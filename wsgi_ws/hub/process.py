@@ -40,14 +40,13 @@ def make_hub(
     presence: Presence | None = None
     worker = worker_id()
     if options.hub_url:
-        from .redis_backend import ClusterBackend, pooled_client, redis_backend  # the redis package is needed only then
+        from .redis_backend import ClusterBackend, redis_backend  # the redis package is needed only then
 
         backend = redis_backend(options.hub_url, options.hub_cluster, spawn, sleep)
         if isinstance(backend, ClusterBackend):
             log.warning("hub: presence spans one Redis server, not a cluster: presence() lists this worker's connections only")
         else:
-            client = pooled_client(options.hub_url)
-            presence = RedisPresence(client, worker, spawn, sleep, options.hub_presence_heartbeat)
+            presence = RedisPresence(backend.client, worker, spawn, sleep, options.hub_presence_heartbeat)
     else:
         backend = MemoryBackend()
     history = History(options.hub_history_size, options.hub_history_ttl) if options.hub_history_size else None

@@ -261,9 +261,10 @@ class RedisBackend(_Publisher):
     def __init__(self, url: str, spawn: Callable[..., Any], sleep: Callable[[float], Any] = time.sleep) -> None:
         super().__init__(url)
         self.url = url
-        self._client = pooled_client(url)
-        self._streams = Streams(self._client)
-        self.subscriptions = Subscriptions(self._client, url, self._arrived, spawn, sleep, on_resumed=self._resumed)
+        #: This worker's client for commands (publishing, histories; presence shares it): one pool per worker.
+        self.client = pooled_client(url)
+        self._streams = Streams(self.client)
+        self.subscriptions = Subscriptions(self.client, url, self._arrived, spawn, sleep, on_resumed=self._resumed)
 
     def subscribe(self, group: str) -> Waitable:
         """Receive ``group``'s messages."""
@@ -278,11 +279,11 @@ class RedisBackend(_Publisher):
     ) -> int:
         """PUBLISH (through the history script when ``history`` is given): the number of workers subscribed to the
         group; 0 (and a warning) when Redis cannot be reached."""
-        return self._send(self._client.publish, group, message, sender, history)
+        return self._send(self.client.publish, group, message, sender, history)
 
     def workers(self, group: str) -> int:
         """How many workers, on every machine, have members of ``group`` now (``PUBSUB NUMSUB``)."""
-        counts = self._client.pubsub_numsub(CHANNEL_PREFIX + group)
+        counts = self.client.pubsub_numsub(CHANNEL_PREFIX + group)
         return int(counts[0][1]) if counts else 0
 
 
