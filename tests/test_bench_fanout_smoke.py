@@ -11,7 +11,6 @@ import asyncio
 import base64
 import hashlib
 import importlib.util
-import json
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.bench_kit import run_quick
 from tests.redis_server import REDIS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,16 +34,8 @@ Smoke = tuple[subprocess.CompletedProcess[str], dict[str, dict[str, Any]]]
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> Smoke:
-    out = tmp_path_factory.mktemp("fanout") / "quick.json"
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "fanout.py"), "--quick", "--servers", *SERVERS, "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=150,
-    )
-    assert out.exists(), f"bench/fanout.py --quick wrote no results (exit {run.returncode}):\n{run.stderr[-3000:]}"
-    results: dict[str, dict[str, Any]] = json.loads(out.read_text())["results"]
+    run, written = run_quick("fanout.py", tmp_path_factory.mktemp("fanout") / "quick.json", "--servers", *SERVERS, timeout=150)
+    results: dict[str, dict[str, Any]] = written["results"]
     return run, results
 
 

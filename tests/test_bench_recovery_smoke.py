@@ -5,18 +5,14 @@ the quick runs are far too short for their numbers to mean anything."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.bench_kit import run_quick
 from tests.redis_server import REDIS
-
-ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [
     pytest.mark.e2e,
@@ -26,16 +22,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    out = tmp_path_factory.mktemp("recovery") / "quick.json"
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "recovery.py"), "--quick", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert out.exists(), f"bench/recovery.py --quick wrote no results (exit {run.returncode}):\n{run.stderr[-3000:]}"
-    results: dict[str, Any] = json.loads(out.read_text())
+    run, results = run_quick("recovery.py", tmp_path_factory.mktemp("recovery") / "quick.json", timeout=240)
     return run, results
 
 

@@ -6,16 +6,14 @@ by the load generator. It asserts no speed: the quick windows are far too short 
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.bench_kit import run_quick
+
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ("wsgi-ws", "gws", "flask-sock", "websockets", "raw", "picows")
 SCENARIOS = ("f_idle", "a_small", "b_pingpong", "c_1mib", "d_16mib", "e_fan_in")
 #: What a peer is known to fail (a result the table shows, not a smoke failure): flask-sock cuts 16 MiB replies short.
@@ -26,16 +24,8 @@ Smoke = tuple[subprocess.CompletedProcess[str], dict[str, dict[str, object]]]
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> Smoke:
-    out = tmp_path_factory.mktemp("bench") / "quick.json"
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    assert out.exists(), f"bench/run.py --quick wrote no results (exit {run.returncode}):\n{run.stderr[-3000:]}"
-    return run, json.loads(out.read_text())["results"]
+    run, written = run_quick("run.py", tmp_path_factory.mktemp("bench") / "quick.json", timeout=400)
+    return run, written["results"]
 
 
 @pytest.mark.timeout(420)
