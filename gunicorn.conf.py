@@ -38,7 +38,7 @@ loglevel = os.environ.get("WSGI_WS_LOG_LEVEL", "info")
 # stops start-up with a message naming it. Pass any of these to change it, for example
 # wsgi_ws.configure(max_message_size="16MiB"); WS_<NAME> environment variables win over what is passed here.
 # The defaults (tests/test_gunicorn_conf.py keeps this list equal to wsgi_ws.WebSocketOptions):
-#   allowed_origins = ('*',)                    origins allowed to connect, e.g. ["https://example.com", "https://*.example.com"]
+#   allowed_origins = ('same-origin',)          origins allowed to connect: the page's own, listed ones ("https://*.example.com"), '*' = all
 #   require_origin = False                      True: refuse clients that send no Origin header
 #   keep_alive_interval = 120.0                 seconds of silence before the server pings; None = off
 #   keep_alive_timeout = None                   seconds to wait for the pong; None = wait forever
@@ -48,6 +48,9 @@ loglevel = os.environ.get("WSGI_WS_LOG_LEVEL", "info")
 #   close_timeout = 5.0                         seconds close() waits for the peer's close frame
 #   max_messages_per_second = None              messages/s a connection may send (a bucket of one second's worth); over it 1008
 #   max_bytes_per_second = None                 bytes/s of messages a connection may send; over it 1008
+#   send_timeout = 60.0                         seconds a send may wait for a client that reads nothing; then TCP is cut (1006)
+#   max_connections_per_ip = None               open WebSockets per client IP (across workers with hub_url); over it 429
+#   max_connection_rate_per_ip = None           new WebSockets per second per client IP (a bucket of one second's worth); over it 429
 #   handshake_timeout = 10.0                    seconds a client has to send its upgrade request (per server)
 #   subprotocols = ()                           subprotocols accepted, in order of preference
 #   compression = False                         permessage-deflate when the client offers it (costs memory per connection)

@@ -103,7 +103,8 @@ def test_origin_policy_applies_behind_the_proxy(proxy: NginxProxy) -> None:
 def test_plain_pages_and_forwarded_headers_through_nginx(proxy: NginxProxy) -> None:
     with urllib.request.urlopen(f"http://127.0.0.1:{proxy.port}/headers", timeout=TIMEOUT) as response:
         seen = json.load(response)
-    assert seen == {"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http", "X-Forwarded-Host": "127.0.0.1", "Host": "127.0.0.1"}
+    host = f"127.0.0.1:{proxy.port}"  # $http_host: with the port, so the app sees the origin the browser used
+    assert seen == {"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http", "X-Forwarded-Host": host, "Host": host}
     with pytest.raises(InvalidStatus) as caught:
         connect(f"{proxy.url}/nowhere", open_timeout=TIMEOUT)
     assert caught.value.response.status_code == 404

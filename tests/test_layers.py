@@ -21,8 +21,8 @@ LAYERS = {
     "exceptions": 1,
     "options": 2,
     "connection": 3,
-    "integrations": 4,
-    "hub": 5,
+    "hub": 4,  # below the server glue: the per-IP limits count across workers in the hub's Redis
+    "integrations": 5,
     "testing": 5,
     "worker": 6,  # the short public paths of integrations
     "middleware": 6,
@@ -142,6 +142,7 @@ TEST_MODULE = {
     "protocol/errors.py": "test_exceptions.py",
     "connection/__init__.py": "test_layers.py",
     "connection/info.py": "test_websocket.py",
+    "connection/sending.py": "test_transport.py",
     "integrations/__init__.py": "test_layers.py",
     "integrations/worker.py": "test_e2e_lifecycle.py",
     "integrations/middleware.py": "test_servers.py",

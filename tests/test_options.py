@@ -15,14 +15,16 @@ from wsgi_ws.options import WebSocketOptions
 pytestmark = pytest.mark.unit
 
 
-def test_defaults_follow_aspnet_core() -> None:
+def test_defaults_follow_aspnet_core_except_the_origin_policy() -> None:
     options = WebSocketOptions()
     assert options.keep_alive_interval == 120.0
     assert options.keep_alive_timeout is None
     assert options.receive_buffer_size == 4096
-    assert options.allowed_origins == ("*",)
+    assert options.allowed_origins == ("same-origin",)  # ASP.NET Core allows every origin; we do not (issue 16)
     assert options.max_message_size == 1024 * 1024
     assert options.close_timeout == 5.0
+    assert options.max_connections_per_ip is None and options.max_connection_rate_per_ip is None
+    assert options.send_timeout == 60.0
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from websockets.extensions.permessage_deflate import PerMessageDeflate
 from tests.wsclient import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, close_payload, encode_frame
 from wsgi_ws.protocol import Session
 from wsgi_ws.protocol.errors import SessionClosed, UsageError
+from wsgi_ws.protocol.session import PONGS_OWED
 
 pytestmark = pytest.mark.unit
 
@@ -100,6 +101,47 @@ def test_close_inside_fragmented_message_is_answered_normally() -> None:
 def test_ping_is_answered_with_pong() -> None:
     session = feed(encode_frame(OP_PING, b"abc"), False)
     assert session.data_to_send() == [b"\x8a\x03abc"]
+
+
+# Ping floods (RFC 6455 §5.5.3): at most PONGS_OWED pongs owed; past that the last one owed answers the newest ping.
+
+
+def pings(first: int, count: int) -> bytes:
+    return b"".join(encode_frame(OP_PING, b"%05d" % number) for number in range(first, first + count))
+
+
+def pong(number: int) -> bytes:
+    return b"\x8a\x05" + b"%05d" % number
+
+
+def test_a_read_of_64_kib_of_pings_owes_a_bounded_number_of_pongs_the_last_for_the_last_ping() -> None:
+    flood = pings(0, 6000)
+    assert len(flood) > 64 * 1024
+    out = feed(flood, False).data_to_send()
+    assert len(out) == PONGS_OWED, f"{len(out)} pongs owed"
+    assert out == [pong(n) for n in range(PONGS_OWED - 1)] + [pong(5999)]
+
+
+def test_pongs_owed_over_several_reads_stay_bounded_and_written_ones_are_owed_no_more() -> None:
+    session = Session(None)
+    for first in range(0, 3000, 1000):  # nothing written in between: still owed
+        session.receive_data(pings(first, 1000))
+    out = session.data_to_send()
+    assert len(out) == PONGS_OWED, f"{len(out)} pongs owed"
+    assert out == [pong(n) for n in range(PONGS_OWED - 1)] + [pong(2999)]
+    session.receive_data(pings(3000, 3))  # those were written: the next pings are answered one by one again
+    assert session.data_to_send() == [pong(3000), pong(3001), pong(3002)]
+
+
+def test_a_ping_flood_then_a_close_keeps_the_close_after_the_pongs() -> None:
+    out = feed(pings(0, 1000) + encode_frame(OP_CLOSE, close_payload(1000)) + pings(1000, 5), False).data_to_send()
+    assert len(out) == PONGS_OWED + 2, f"{len(out)} frames"
+    assert out == [pong(n) for n in range(PONGS_OWED - 1)] + [pong(999), b"\x88\x02\x03\xe8", b""]
+
+
+def test_ten_pings_at_once_get_ten_pongs_in_order() -> None:  # Autobahn 2.10
+    for byte_by_byte in (False, True):
+        assert feed(pings(0, 10), byte_by_byte).data_to_send() == [pong(n) for n in range(10)]
 
 
 def test_pongs_are_counted() -> None:

@@ -7,11 +7,13 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
@@ -31,17 +33,19 @@ ROUTES = "tests.apps.routes:app"
 class FlaskRun:
     """`flask run` (Werkzeug's threaded development server) on a free loopback port."""
 
-    def __init__(self, app: str) -> None:
+    def __init__(self, app: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         environment = {k: v for k, v in os.environ.items() if not k.startswith(("WS_", "WSGI_WS_"))}
-        environment.update({"PYTHONPATH": str(ROOT), "WS_CLOSE_TIMEOUT": "2", "WS_ALLOWED_ORIGINS": "*"})
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", app, "run", "--port", str(self.port)],
-            cwd=ROOT,
-            env=environment,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        environment.update({"PYTHONPATH": str(ROOT), "WS_CLOSE_TIMEOUT": "2", **(env or {})})
+        self.log_path = Path(tempfile.mkdtemp(prefix="wsgi-ws-flask-run-")) / "server.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "flask", "--app", app, "run", "--port", str(self.port)],
+                cwd=ROOT,
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 3 * TIMEOUT
         while True:  # Werkzeug binds its own socket: wait until it accepts (bounded)
             try:
@@ -60,19 +64,27 @@ class FlaskRun:
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def log(self) -> str:
+        """What the server printed so far (Werkzeug's request lines, wsgi-ws's warnings)."""
+        return self.log_path.read_text(errors="replace")
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=TIMEOUT)
 
 
+#: The server's own origin policy: two sites, which /route/narrow narrows to one (a route narrows, never widens).
+SERVER_ENV = {"WS_CLOSE_TIMEOUT": "2", "WS_ALLOWED_ORIGINS": "https://app.example, https://other.example"}
+
+
 @pytest.fixture(scope="module", params=["gevent-worker", "gthread", "flask-run"])
 def server(request: pytest.FixtureRequest) -> Iterator[GunicornServer | FlaskRun]:
     if request.param == "flask-run":
-        running: GunicornServer | FlaskRun = FlaskRun(ROUTES)
+        running: GunicornServer | FlaskRun = FlaskRun(ROUTES, SERVER_ENV)
     elif request.param == "gthread":
-        running = GunicornServer(ROUTES, env={"WS_CLOSE_TIMEOUT": "2"}, args=("-k", "gthread", "--threads", "16"))
+        running = GunicornServer(ROUTES, env=SERVER_ENV, args=("-k", "gthread", "--threads", "16"))
     else:
-        running = GunicornServer(ROUTES, env={"WS_CLOSE_TIMEOUT": "2"})
+        running = GunicornServer(ROUTES, env=SERVER_ENV)
     yield running
     running.stop()
 
@@ -172,10 +184,13 @@ def test_a_route_with_its_own_keep_alive_interval_pings_on_its_schedule(server: 
 
 
 def test_a_route_with_its_own_origins_refuses_others_before_accept(server: GunicornServer | FlaskRun) -> None:
-    with RawClient(server.port) as client:
+    with RawClient(server.port) as client:  # the server allows it; the route does not
         client.send(upgrade_request("/route/narrow", headers={"Origin": "https://other.example"}))
         response = client.read_response()
         assert response.status == 403 and b"https://other.example" in response.body
+    with RawClient(server.port) as client:  # the server's own policy refuses first
+        client.send(upgrade_request("/route/narrow", headers={"Origin": "https://third.example"}))
+        assert client.read_response().status == 403
     with RawClient(server.port) as client:
         client.handshake("/route/narrow", headers={"Origin": "https://app.example"})
         assert json.loads(client.read_message()[1])["max_message_size"] == 1024 * 1024

@@ -1,16 +1,26 @@
-"""One socket shared by many callers, over a socketpair with real threads: one reader at a time, corked writes."""
+"""One socket shared by many callers, over a socketpair with real threads: one reader at a time, corked writes, and
+writes bounded by ``send_timeout`` (connection/sending.py) for a client that never reads."""
 
 from __future__ import annotations
 
+import logging
 import socket
+import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 
 from tests.constants import TIMEOUT
+from tests.hubkit import KEY, Setup
 from tests.wsclient import OP_CLOSE, OP_TEXT, close_payload, encode_frame
 from wsgi_ws.connection.transport import Transport
+from wsgi_ws.connection.websocket import WebSocket
+from wsgi_ws.exceptions import ConnectionClosed, ConnectionClosedError
+from wsgi_ws.options import WebSocketOptions
+from wsgi_ws.protocol.handshake import HandshakeRequest
 from wsgi_ws.protocol.session import Session
 from wsgi_ws.protocol.state import ConnectionState, Event, Lifecycle
 
@@ -102,3 +112,149 @@ def test_a_ping_goes_out_at_once_unless_someone_else_is_writing(
         assert not ours.ping_now(frame)
     session.send_message("queued")
     assert not ours.ping_now(frame), "frames of ours wait to be written first"
+
+
+# A client that never reads: every write waits at most send_timeout for progress, then TCP is cut (1006).
+
+STALLED = "the client read nothing for 0.2 s"
+
+
+class CountingSocket(socket.socket):
+    """A socket that counts the changes to its timeout (the fast path and the waits must make none)."""
+
+    settimeouts = 0
+
+    def settimeout(self, value: float | None) -> None:
+        self.settimeouts += 1
+        super().settimeout(value)
+
+
+@pytest.fixture
+def stuck() -> Iterator[tuple[WebSocket, CountingSocket]]:
+    """An accepted WebSocket (send_timeout 0.2 s) whose client never reads, over small socket buffers."""
+    server, client = socket.socketpair()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    counting = CountingSocket(fileno=server.detach())
+    request = HandshakeRequest(key=KEY, origin=None, subprotocols=(), extensions=())
+    environ = {"PATH_INFO": "/stuck", "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "4242"}
+    ws = WebSocket(counting, environ, request, WebSocketOptions(send_timeout=0.2))
+    ws.accept()
+    counting.settimeouts = 0  # the accept's own
+    yield ws, counting
+    counting.close()
+    client.close()
+
+
+def fill(sock: socket.socket) -> None:
+    """Write to ``sock`` without waiting until its buffers are full."""
+    while True:
+        try:
+            sock.send(b"x" * 65536, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+
+
+def assert_cut_once(ws: WebSocket, caplog: pytest.LogCaptureFixture) -> None:
+    assert (ws.close_code, ws.close_reason, ws.closed) == (1006, STALLED, True)
+    lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("ws.timeout")]
+    assert lines == [f"ws.timeout path=/stuck peer=127.0.0.1:4242: {STALLED}; closing TCP (1006)"]
+    assert all(
+        record.levelno == logging.INFO and record.exc_info is None for record in caplog.records if "ws.timeout" in record.getMessage()
+    )
+
+
+@pytest.mark.timeout(30)
+def test_sends_to_a_client_that_never_reads_are_cut_after_send_timeout(
+    stuck: tuple[WebSocket, CountingSocket], caplog: pytest.LogCaptureFixture
+) -> None:
+    ws, sock = stuck
+    caplog.set_level(logging.INFO, "wsgi_ws")
+    started = time.monotonic()
+    sent = 0
+    with pytest.raises(ConnectionClosedError) as raised:
+        while True:
+            ws.send(b"x" * 1000)
+            sent += 1
+    assert 0.2 <= time.monotonic() - started < TIMEOUT and sent > 0, "the fast path took what fitted; then one bounded wait"
+    assert (raised.value.close_code, raised.value.close_reason) == (1006, STALLED)
+    assert sock.settimeouts == 0, "neither the fast path nor the wait touched the socket's timeout"
+    with pytest.raises(ConnectionClosed):
+        ws.send("later")
+    ws.close()  # a no-op now
+    ws.end()
+    assert_cut_once(ws, caplog)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("action", ["close", "ping"])
+def test_a_close_frame_or_a_ping_to_a_full_socket_is_bounded_too(
+    stuck: tuple[WebSocket, CountingSocket], caplog: pytest.LogCaptureFixture, action: str
+) -> None:
+    ws, sock = stuck
+    caplog.set_level(logging.INFO, "wsgi_ws")
+    fill(sock)
+    started = time.monotonic()
+    if action == "close":
+        ws.close(1000, "bye")  # the close frame finds no room; no wait for the peer's answer follows
+    else:
+        ws.ping(b"keep-alive")  # as the keep-alive monitor's greenlet sends it
+    assert time.monotonic() - started < TIMEOUT
+    assert_cut_once(ws, caplog)
+
+
+@pytest.mark.timeout(30)
+def test_a_hub_writer_for_a_member_that_never_reads_is_bounded(setup: Setup, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "wsgi_ws")
+    member, _peer = setup.connect(buffer=4096, hub_overflow="latest", send_timeout=0.2)  # latest: never closed as too slow
+    setup.hub.join(member, "lobby")
+    for number in range(50):
+        setup.hub.publish("lobby", f"{number:06d}" + "x" * 2000)
+        while setup.passes:
+            setup.passes.pop(0)()
+    setup.spawn.run_all()  # the writer greenlet: its write waits 0.2 s for a reader, then the connection is cut
+    assert (member.close_code, member.close_reason) == (1006, STALLED)
+    assert sum("ws.timeout path=/hub" in record.getMessage() for record in caplog.records) == 1
+
+
+@dataclass
+class Owner:
+    """The connection a bare Transport serves (a WebSocket elsewhere)."""
+
+    options: WebSocketOptions
+    path: str = "/tls"
+    peer: str = "127.0.0.1:4242"
+
+
+@pytest.mark.timeout(30)
+def test_tls_under_threads_is_bounded_by_the_sockets_timeout(certificate: tuple[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "wsgi_ws")
+    cert, key = certificate
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert, key)
+    plain, peer = socket.socketpair()
+    plain.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client_side = ssl.create_default_context(cafile=cert)
+    clients: list[ssl.SSLSocket] = []
+    client = threading.Thread(target=lambda: clients.append(client_side.wrap_socket(peer, server_hostname="127.0.0.1")))
+    client.start()  # the client's end of the handshake; it then reads nothing
+    with server_side.wrap_socket(plain, server_side=True) as sock:
+        client.join(TIMEOUT)
+        lifecycle = Lifecycle()
+        lifecycle.handle(Event.ACCEPT)
+        transport = Transport(sock, lifecycle, None, Owner(WebSocketOptions(send_timeout=0.2)))
+        transport.session = session = Session(None)
+        assert transport.send_now is None, "TLS: no send that never waits under threads"
+        started = time.monotonic()
+        with transport.lock:
+            while session.is_open:
+                session.send_message(b"x" * 65536)
+                if not transport.write_pending():
+                    break
+        assert time.monotonic() - started < TIMEOUT
+        assert lifecycle.aborted == (1006, STALLED) and sock.gettimeout() is None, "the socket's timeout is back to none"
+    clients[0].close()
+    assert [r.getMessage() for r in caplog.records if "ws.timeout" in r.getMessage()] == [
+        f"ws.timeout path=/tls peer=127.0.0.1:4242: {STALLED}; closing TCP (1006)"
+    ]

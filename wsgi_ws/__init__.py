@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .exceptions import InvalidOption as InvalidOption
     from .exceptions import InvalidState as InvalidState
     from .exceptions import WebSocketError as WebSocketError
+    from .integrations.auth import bearer_token as bearer_token
     from .options import WebSocketOptions as WebSocketOptions
     from .options import configure as configure
     from .options import current_options as current_options
@@ -45,6 +46,7 @@ _LAZY = {
     "PartialMessage": ".protocol.assembler",
     "WebSocket": ".connection.websocket",
     "WebSocketError": ".exceptions",
+    "bearer_token": ".integrations.auth",
     "WebSocketOptions": ".options",
     "configure": ".options",
     "current_options": ".options",

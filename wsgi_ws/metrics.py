@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-__all__ = ["Counted", "add_source", "closed", "opened", "refused", "snapshot"]
+__all__ = ["Counted", "add_source", "closed", "limited", "opened", "refused", "snapshot"]
 
 
 class Counted(Protocol):
@@ -32,7 +32,7 @@ class Counted(Protocol):
 _lock = threading.Lock()
 _live: weakref.WeakSet[Counted] = weakref.WeakSet()
 _sources: list[Callable[[], Mapping[str, int]]] = []
-_totals = {"accepted": 0, "refused": 0, "closed": 0, "messages_in": 0, "messages_out": 0, "bytes_in": 0, "bytes_out": 0}
+_totals = {"accepted": 0, "refused": 0, "limited": 0, "closed": 0, "messages_in": 0, "messages_out": 0, "bytes_in": 0, "bytes_out": 0}
 
 
 def opened(ws: Counted) -> None:
@@ -46,6 +46,13 @@ def refused() -> None:
     """An upgrade request was refused (origin, handshake, capacity)."""
     with _lock:
         _totals["refused"] += 1
+
+
+def limited() -> None:
+    """An upgrade request was refused by a per-IP limit (429): counted as ``refused`` and ``limited``."""
+    with _lock:
+        _totals["refused"] += 1
+        _totals["limited"] += 1
 
 
 def closed(ws: Counted) -> None:

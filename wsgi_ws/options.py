@@ -40,8 +40,9 @@ class WebSocketOptions:
     Immutable and validated when made: a bad value raises :class:`~wsgi_ws.exceptions.InvalidOption` naming it.
     """
 
-    #: Origins allowed to connect (``*`` = all); others get HTTP 403 before any upgrade.
-    allowed_origins: tuple[str, ...] = ("*",)
+    #: Origins allowed to connect: ``same-origin`` (the request's own scheme, host and port), origins, ``*`` = all;
+    #: others get HTTP 403 before any upgrade.
+    allowed_origins: tuple[str, ...] = ("same-origin",)
     #: Refuse requests without an ``Origin`` header (non-browser clients) with 403.
     require_origin: bool = False
     #: Seconds without received data after which the server sends a ping; ``None`` turns pings off.
@@ -60,6 +61,12 @@ class WebSocketOptions:
     max_messages_per_second: float | None = None
     #: Bytes per second of messages a connection may send; over it, close 1008. None = off.
     max_bytes_per_second: int | None = None
+    #: Seconds a send may wait, without progress, for a client that does not read; then TCP is cut (1006). None = forever.
+    send_timeout: float | None = 60.0
+    #: Open WebSockets allowed per client IP (per route if set there; across workers with ``hub_url``). None = no cap.
+    max_connections_per_ip: int | None = None
+    #: New WebSockets a second per client IP (a token bucket of one second's worth, at least 1); over it, 429. None = off.
+    max_connection_rate_per_ip: float | None = None
     #: Seconds a client has to send its whole upgrade request.
     handshake_timeout: float = 10.0
     #: Subprotocols the server accepts, in its order of preference.
@@ -183,6 +190,10 @@ def _bytes_or_off(text: str) -> int | None:
     return None if text.lower() in _OFF_WORDS else _size(text)
 
 
+def _count_or_off(text: str) -> int | None:
+    return None if text.lower() in _OFF_WORDS else int(text)
+
+
 def _size(text: str) -> int:
     units = {"kib": 1024, "k": 1024, "mib": 1024**2, "m": 1024**2, "gib": 1024**3, "g": 1024**3}
     lowered = text.lower()
@@ -236,6 +247,14 @@ def _positive_size_or_none(value: Any) -> str | None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         return "expected a whole number of bytes > 0, or none/off"
+    return None
+
+
+def _positive_count_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        return "expected a whole number > 0, or none/off"
     return None
 
 
@@ -315,6 +334,9 @@ _SPECS: dict[str, _Spec] = {
         _Spec("close_timeout", float, _positive_seconds),
         _Spec("max_messages_per_second", _seconds_or_off, _positive_rate_or_none),
         _Spec("max_bytes_per_second", _bytes_or_off, _positive_size_or_none),
+        _Spec("send_timeout", _seconds_or_off, _positive_seconds_or_none),
+        _Spec("max_connections_per_ip", _count_or_off, _positive_count_or_none),
+        _Spec("max_connection_rate_per_ip", _seconds_or_off, _positive_rate_or_none),
         _Spec("handshake_timeout", float, _positive_seconds),
         _Spec("subprotocols", _words, _tokens),
         _Spec("compression", _flag, _bool),
@@ -338,7 +360,7 @@ def _normalise(name: str, value: Any) -> Any:
     """Accept lists where tuples are stored, and 0 for 'off' in the optional numbers."""
     if name in ("allowed_origins", "subprotocols") and isinstance(value, Iterable) and not isinstance(value, str):
         return tuple(value)
-    if name in ("keep_alive_interval", "keep_alive_timeout") and _is_number(value) and value == 0:
+    if name in ("keep_alive_interval", "keep_alive_timeout", "send_timeout") and _is_number(value) and value == 0:
         return None
     return value
 

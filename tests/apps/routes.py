@@ -288,3 +288,14 @@ def room_echo(ws: WebSocket) -> None:
 
 
 app.register_blueprint(rooms, url_prefix="/rooms")
+
+
+@sockets.route("/firehose")
+def firehose(ws: WebSocket) -> None:
+    """Send 64 KiB messages until the connection ends (a client that never reads meets send_timeout); log how it ended."""
+    chunk = b"x" * 65536
+    try:
+        while True:
+            ws.send(chunk)
+    except ConnectionClosed as exc:
+        app.logger.warning("firehose ended: %s code=%s reason=%r", type(exc).__name__, exc.close_code, exc.close_reason)

@@ -7,15 +7,17 @@ take about 1.5 KB per idle connection).
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from ..exceptions import ConnectionClosed, InvalidState, from_protocol
 from ..options import WebSocketOptions
 from ..protocol.handshake import HandshakeRequest
 from ..protocol.session import CloseCode, Session
 from ..protocol.state import ConnectionState, Event, Lifecycle
+from . import expiry
 from .transport import Transport
 
 __all__ = ["ConnectionInfo"]
@@ -32,6 +34,7 @@ class ConnectionInfo:
         "_buffered",
         "_close_socket",
         "_end_reported",
+        "_expiry",
         "_finish_callbacks",
         "_lifecycle",
         "_options",
@@ -56,6 +59,7 @@ class ConnectionInfo:
     _buffered: bytes
     _close_socket: bool
     _end_reported: bool
+    _expiry: expiry.Expiry | None  # unset until close_at
     _finish_callbacks: list[Callable[[], object]] | None
     _lifecycle: Lifecycle
     _options: WebSocketOptions
@@ -76,6 +80,19 @@ class ConnectionInfo:
         """The request ended without an accept (the app answered with HTTP): a later accept raises. Server-facing."""
         if self._lifecycle.state is _CONNECTING:
             self._lifecycle.handle(Event.REQUEST_ENDED)
+
+    def close_at(
+        self, when: float | datetime.datetime | None, code: int = expiry.DEFAULT_CODE, reason: str = expiry.DEFAULT_REASON
+    ) -> None:
+        """Close this connection with ``code`` and ``reason`` at wall-clock time ``when``: when its credentials expire.
+
+        ``when`` is a POSIX timestamp (a JWT's ``exp``) or an aware datetime; ``None`` cancels. Calling it again
+        replaces the deadline (a refreshed token); one already past closes at once; before accept it applies from the
+        accept on. The close is the usual closing handshake, from the background (the handler's ``receive()`` then
+        returns None, ``close_code`` is ``code``); no greenlet or thread waits for it (``wsgi_ws.connection.expiry``).
+        Raises :class:`InvalidArgument` for a naive datetime, a code that may not be sent or a reason over 123 bytes.
+        """
+        expiry.close_at(cast(expiry.Expiring, self), when, code, reason)
 
     # Request facts.
 

@@ -20,20 +20,30 @@ log = logging.getLogger("wsgi_ws")
 
 
 class TokenBucket:
-    """``rate`` tokens a second, at most ``rate`` kept (one second's worth); full at first."""
+    """``rate`` tokens a second, at most ``capacity`` kept (by default ``rate``: one second's worth); full at first."""
 
-    __slots__ = ("_at", "_clock", "_tokens", "rate")
+    __slots__ = ("_at", "_clock", "_tokens", "capacity", "rate")
 
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic, capacity: float | None = None) -> None:
         self.rate = rate
+        self.capacity = rate if capacity is None else capacity
         self._clock = clock
-        self._tokens = rate
+        self._tokens = self.capacity
         self._at = clock()
+
+    def seconds_until(self, amount: float = 1.0) -> float:
+        """Seconds until the bucket holds ``amount`` tokens (0 if it does now); ``amount`` must fit its capacity."""
+        tokens = min(self.capacity, self._tokens + (self._clock() - self._at) * self.rate)
+        return max(0.0, (amount - tokens) / self.rate)
+
+    def full(self) -> bool:
+        """True when the bucket has refilled to its capacity (nobody took from it lately: it can be forgotten)."""
+        return self.seconds_until(self.capacity) == 0.0
 
     def take(self, amount: float = 1.0) -> bool:
         """Take ``amount`` tokens if the bucket holds them (refilled for the time since the last take); else False."""
         now = self._clock()
-        tokens = min(self.rate, self._tokens + (now - self._at) * self.rate)
+        tokens = min(self.capacity, self._tokens + (now - self._at) * self.rate)
         self._at = now
         if tokens < amount:
             self._tokens = tokens

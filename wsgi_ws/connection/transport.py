@@ -13,18 +13,21 @@ messages parsed from one read is answered with one write, and a background write
 
 from __future__ import annotations
 
-import _socket
 import contextlib
+import logging
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
 
-from ..protocol.session import Session
+from ..protocol.session import CloseCode, Session
 from ..protocol.state import ConnectionState, Event, Lifecycle
+from .sending import JOIN_LIMIT, Owner, nonblocking_send, send_chunks, writer_for
 
 __all__ = ["CORK_LIMIT", "JOIN_LIMIT", "READ_SIZE", "Transport"]
+
+log = logging.getLogger("wsgi_ws")
 
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
@@ -32,15 +35,16 @@ _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 READ_SIZE = 256 * 1024
 #: Queued output above which a send is flushed even while corked.
 CORK_LIMIT = 64 * 1024
-#: Queued chunks up to this size are joined into one write; a larger chunk is written from its own buffer.
-JOIN_LIMIT = 64 * 1024
+
+_Defer = Callable[[Callable[[], None]], object]  # runs a callable at the event loop's next turn
 
 
 class Transport:
     """The socket of one accepted connection, shared safely by the handler, background writers and keep-alive.
 
     ``session`` is None until the connection is accepted. ``lock`` guards the session and socket writes; hold it
-    when calling :meth:`write_pending`. Every method may be called from any greenlet or thread.
+    when calling :meth:`write_pending`. Every method may be called from any greenlet or thread. ``owner``, the
+    connection served, gives the ``send_timeout`` that bounds every write (connection/sending.py).
     """
 
     __slots__ = (
@@ -50,9 +54,9 @@ class Transport:
         "_flush_scheduled",
         "_reader",
         "_reads",
-        "_send_now",
         "_send_now_if_blocking",
         "_waiting",
+        "_write",
         "bytes_received",
         "bytes_sent",
         "corking",
@@ -60,14 +64,17 @@ class Transport:
         "last_received",
         "lifecycle",
         "lock",
+        "owner",
         "ping_sent_at",
         "read_size",
+        "send_now",
         "session",
         "sock",
     )
 
-    def __init__(self, sock: socket.socket, lifecycle: Lifecycle, defer: Callable[[Callable[[], None]], object] | None) -> None:
+    def __init__(self, sock: socket.socket, lifecycle: Lifecycle, defer: _Defer | None, owner: Owner | None = None) -> None:
         self.sock = sock
+        self.owner = owner
         self.lifecycle = lifecycle
         self.session: Session | None = None
         self._defer = defer  # runs a callable at the next turn of the event loop
@@ -90,7 +97,9 @@ class Transport:
         self.ping_sent_at: float | None = None
         #: True while a keep-alive action for this connection is under way.
         self.keep_alive_busy = False
-        self._send_now, self._send_now_if_blocking = _nonblocking_send(sock)
+        #: A send that never waits (None for TLS), for broadcasts (:meth:`try_write`) and the writer's fast path.
+        self.send_now, self._send_now_if_blocking = nonblocking_send(sock)
+        self._write = writer_for(sock, self.send_now)
 
     # Reading.
 
@@ -226,10 +235,17 @@ class Transport:
         if self.lifecycle.state is not ConnectionState.CLOSED:
             self.flush()
 
+    @property
+    def send_timeout(self) -> float | None:
+        """Seconds a write may wait without progress: the owner's ``send_timeout`` (None, for ever, without an owner)."""
+        owner = self.owner
+        return None if owner is None else owner.options.send_timeout
+
     def write_pending(self, timeout: float | None = None) -> bool:
         """Write what the session has queued, in order (``lock`` held); False if the socket broke.
 
-        With ``timeout``, a write that takes longer than ``timeout`` seconds counts as a broken socket.
+        A write that makes no progress for ``timeout`` seconds (by default :attr:`send_timeout`) cuts the
+        connection: the client reads nothing. It closes with 1006 and a reason, logged once as ``ws.timeout``.
         """
         session = self.session
         if session is None:  # nothing was ever accepted on this socket
@@ -238,24 +254,21 @@ class Transport:
         self._corked = 0
         if not chunks:
             return True
-        eof = not chunks[-1]
-        if timeout is not None:
-            self.sock.settimeout(timeout)
         try:
             if len(chunks) == 1:
                 if chunks[0]:
-                    self._send_all(chunks[0])
+                    self._write(self, chunks[0], timeout)
             else:
-                _send_chunks(self._send_all, chunks)
-            if eof:
+                send_chunks(self._write, self, chunks, timeout)
+            if not chunks[-1]:
                 self.sock.shutdown(socket.SHUT_WR)
+        except TimeoutError:
+            _stalled(self, self.send_timeout if timeout is None else timeout)
+            self._broken(session)
+            return False
         except OSError:
             self._broken(session)
             return False
-        finally:
-            if timeout is not None:
-                with contextlib.suppress(OSError):
-                    self.sock.settimeout(None)
         return True
 
     def try_write(self, data: bytes) -> int:
@@ -266,7 +279,7 @@ class Transport:
         else, with :meth:`~wsgi_ws.protocol.session.Session.send_frames`. 0 where the socket cannot write without
         waiting (TLS, a socket in timeout mode); -1 when the socket broke (the session has then seen EOF).
         """
-        send = self._send_now
+        send = self.send_now
         if send is None or (self._send_now_if_blocking and self.sock.gettimeout() is not None):
             return 0
         try:
@@ -308,16 +321,6 @@ class Transport:
         finally:
             self.sock.settimeout(None)
 
-    def _send_all(self, data: bytes | memoryview) -> None:
-        """Write all of ``data``: ``send`` in a loop (gevent's ``sendall`` asks ``getsockopt`` on every call)."""
-        send = self.sock.send
-        self.bytes_sent += len(data)
-        sent = send(data)
-        if sent < len(data):
-            view = memoryview(data)
-            while sent < len(view):
-                sent += send(view[sent:])
-
     # Ending.
 
     def cut(self) -> None:
@@ -337,28 +340,6 @@ class Transport:
             self.cut()
 
 
-def _nonblocking_send(sock: socket.socket) -> tuple[Callable[[bytes, int], int] | None, bool]:
-    """A send of ``sock`` that never waits, and whether it may be used only while ``sock`` is in blocking mode.
-
-    gevent's cooperative socket wraps a non-blocking one, whose ``send`` is used directly; a plain socket sends with
-    ``MSG_DONTWAIT`` (honoured only while it has no timeout). None for TLS, or where ``MSG_DONTWAIT`` is missing.
-    """
-    if not _DONTWAIT:
-        return None, False
-    kind = type(sock)
-    if kind.__name__ == "socket" and kind.__module__ == "gevent._socket3":  # gevent's plain socket (its TLS one is another class)
-        inner = getattr(sock, "_sock", None)  # skips the hasattr below, which raises inside gevent's __getattr__ (~3 us)
-        return (inner.send, False) if isinstance(inner, _socket.socket) else (None, False)
-    if isinstance(sock, ssl.SSLSocket) or hasattr(sock, "_sslobj"):
-        return None, False
-    if kind.__module__.startswith("gevent"):
-        inner = getattr(sock, "_sock", None)
-        return (inner.send, False) if isinstance(inner, _socket.socket) else (None, False)
-    if isinstance(sock, _socket.socket):
-        return sock.send, True
-    return None, False
-
-
 def _linger(sock: socket.socket, timeout: float) -> None:
     """Half-close ``sock`` and read until the peer's FIN, at most ``timeout`` seconds."""
     with contextlib.suppress(OSError):
@@ -376,22 +357,11 @@ def _linger(sock: socket.socket, timeout: float) -> None:
         pass
 
 
-def _send_chunks(send_all: Callable[[bytes | memoryview], None], chunks: list[bytes]) -> None:
-    """Write ``chunks`` in order, small ones joined into one write; a large one is not copied into the join.
-
-    Only its first ``JOIN_LIMIT`` bytes join the small chunks before it (so a frame header never travels
-    alone); the rest is written from the chunk itself, which saves copying a large message once more.
-    """
-    pending: list[bytes | memoryview] = []
-    for chunk in chunks:
-        if len(chunk) <= JOIN_LIMIT:
-            pending.append(chunk)
-            continue
-        view = memoryview(chunk)
-        pending.append(view[:JOIN_LIMIT])
-        send_all(b"".join(pending))
-        send_all(view[JOIN_LIMIT:])
-        pending = []
-    data = b"".join(pending)
-    if data:
-        send_all(data)
+def _stalled(transport: Transport, seconds: float | None) -> None:
+    """A write made no progress for ``seconds``: the client reads nothing. Abort with 1006 (logged once) and cut TCP."""
+    reason = f"the client read nothing for {seconds or 0:.1f} s"
+    if transport.lifecycle.abort(CloseCode.ABNORMAL_CLOSURE, reason):
+        owner = transport.owner
+        path, peer = (owner.path, owner.peer) if owner is not None else ("-", "-")
+        log.info("ws.timeout path=%s peer=%s: %s; closing TCP (1006)", path, peer, reason)
+    transport.cut()

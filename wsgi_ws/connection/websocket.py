@@ -69,7 +69,7 @@ class WebSocket(ConnectionInfo):
         self._close_socket = close_socket  # False when the server closes the socket itself (werkzeug, gunicorn gthread)
         self._lifecycle = Lifecycle()
         #: The socket and its reading and writing (``defer`` runs a callable at the event loop's next turn: corking).
-        self.transport = Transport(sock, self._lifecycle, defer)
+        self.transport = Transport(sock, self._lifecycle, defer, self)
         self._session: Session | None = None
         self._subprotocol: str | None = None
         self._end_reported = False  # receive() returned its one None

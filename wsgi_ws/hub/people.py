@@ -17,7 +17,7 @@ from ..connection.websocket import WebSocket
 from ..protocol.assembler import Message
 from ..protocol.session import CloseCode
 from .backends import Backend, CloseRequest
-from .presence import MemoryPresence, Presence, PresenceEntry
+from .presence import ALIVE_PREFIX, MemoryPresence, Presence, PresenceEntry, RedisPresence
 
 if TYPE_CHECKING:
     from .member import Member
@@ -100,6 +100,14 @@ class People:
         entry = self._entries.pop((member, group), None)
         if entry is not None:
             self._presence.remove(group, entry)
+
+    def alive_key(self) -> str | None:
+        """Start this worker's presence heartbeat in Redis and return the key it keeps alive; None without Redis presence."""
+        presence = self._presence
+        if not isinstance(presence, RedisPresence):
+            return None
+        self._start_presence()
+        return ALIVE_PREFIX + self.worker
 
     def _start_presence(self) -> None:
         if not self._presence_started:

@@ -30,9 +30,10 @@ from flask import Blueprint, Flask, Response, request
 from ..connection.websocket import WebSocket
 from ..exceptions import InvalidOption
 from ..options import CONFIG_PREFIX, PER_SERVER, WebSocketOptions, configure, current_options
+from .admission import LIMIT_OPTIONS, Release, admit
 from .handler import handler_failed
 from .middleware import WebSocketMiddleware
-from .wsgi import ENVIRON_KEY, HTTPErrorApp, check_origin, inline_callable
+from .wsgi import ENVIRON_KEY, HTTPErrorApp, check_origin, inline_callable, warn_if_every_origin
 
 __all__ = ["RouteOptions", "WebSockets"]
 
@@ -59,18 +60,25 @@ class RouteOptions:
         self.changes = {name: getattr(checked, name) for name in settings}
         #: True when the route has an origin policy of its own (checked again, before accept).
         self.checks_origin = bool(_ORIGIN_OPTIONS & settings.keys())
+        #: True when the route has per-IP limits of its own (counted for this route alone, before its handler runs).
+        self.checks_limits = bool(LIMIT_OPTIONS & settings.keys())
+        self.rule = rule
+        warn_if_every_origin(checked, f"route {rule}")
         self._base: WebSocketOptions | None = None
         self._resolved: WebSocketOptions | None = None
 
-    def reconfigure(self, ws: WebSocket, environ: Any) -> HTTPErrorApp | None:
-        """Give a connection not yet accepted this route's options; the 403 if the route's origin policy refuses it."""
+    def reconfigure(self, ws: WebSocket, environ: Any) -> HTTPErrorApp | Release | None:
+        """Give a connection not yet accepted this route's options: the 403 if the route's origin policy refuses it, the
+        429 if its per-IP limits do; else the :data:`~wsgi_ws.integrations.admission.Release` of its count, if any."""
         options = self.apply(ws.options)
         if self.checks_origin:
             refused = check_origin(environ, options)
             if refused is not None:
                 return refused
-        ws.reconfigure(options)
-        return None
+        admitted = admit(environ, options, self.rule) if self.checks_limits else None
+        if not isinstance(admitted, HTTPErrorApp):
+            ws.reconfigure(options)
+        return admitted
 
     def apply(self, base: WebSocketOptions) -> WebSocketOptions:
         """``base`` (the server's or middleware's options) with this route's changes; cached for the same base."""
@@ -99,6 +107,7 @@ class WebSockets:
         settings = {key: value for key, value in app.config.items() if key.startswith(CONFIG_PREFIX)}
         if settings:
             configure(current_options().merged(settings, CONFIG_PREFIX))
+        warn_if_every_origin(current_options())
         for rule, handler, kwargs, route_options in self._routes:
             _register(app, rule, handler, kwargs, route_options)
         self._routes.clear()
@@ -140,10 +149,12 @@ def _register(target: Flask | Blueprint, rule: str, handler: Handler, kwargs: di
         ws: WebSocket | None = request.environ.get(ENVIRON_KEY)
         if ws is None:
             return HTTPErrorApp(400, _NOT_WEBSOCKET)
+        release = None
         if route_options is not None and not ws.accepted:
-            refused = route_options.reconfigure(ws, request.environ)
-            if refused is not None:
-                return refused
+            admitted = route_options.reconfigure(ws, request.environ)
+            if isinstance(admitted, HTTPErrorApp):
+                return admitted  # refused by the route's origin policy (403) or its per-IP limits (429)
+            release = admitted
         try:
             # A call with **values costs a C frame that the idle handler's greenlet keeps (~0.8 KB); most routes have none.
             result = handler(ws, **values) if values else handler(ws)
@@ -152,6 +163,9 @@ def _register(target: Flask | Blueprint, rule: str, handler: Handler, kwargs: di
                 raise  # still plain HTTP: Flask answers 500 (or the HTTPException's status)
             handler_failed(ws, error)  # logs the traceback, closes with 1011
             return Response(status=101)
+        finally:
+            if release is not None:
+                release()
         if not ws.accepted:
             if result is not None:
                 return result  # the handler answered with HTTP instead

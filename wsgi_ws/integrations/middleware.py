@@ -23,12 +23,19 @@ from ..connection.keepalive import ConnectionMonitor, spawn_background
 from ..connection.websocket import WebSocket
 from ..exceptions import InvalidOption
 from ..options import ENV_PREFIX, PER_SERVER, WebSocketOptions, current_options
+from .access_log import redact, redacted
+from .admission import admit
 from .handler import opened, run_app
+from .proxies import ENVIRON_KEY as PROXIES_KEY
+from .proxies import TrustedProxies
 from .wsgi import ENVIRON_KEY, HTTPErrorApp, check_origin, prepare
 
 __all__ = ["WebSocketMiddleware"]
 
 log = logging.getLogger("wsgi_ws")
+
+#: The scope in which a middleware's own per-IP limits count its connections, under our worker.
+MIDDLEWARE_SCOPE = "middleware"
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[..., Iterable[bytes]]
@@ -77,6 +84,7 @@ class WebSocketMiddleware:
             refuse_per_server(options, "WebSocketMiddleware")
         self._options = options
         self._monitor = ConnectionMonitor(spawn_background)
+        self._proxies: tuple[object, TrustedProxies] | None = None  # (gunicorn's cfg, the proxies it trusts)
 
     @property
     def options(self) -> WebSocketOptions:
@@ -87,34 +95,62 @@ class WebSocketMiddleware:
         """Serve one request."""
         prepared_ws: WebSocket | None = environ.get(ENVIRON_KEY)
         if prepared_ws is not None:  # our gunicorn worker prepared it already: apply our own options, if any
-            if self._options is not None:
-                refused = check_origin(environ, self._options)
-                if refused is not None:
-                    return refused(environ, start_response)
-                prepared_ws.reconfigure(self._options)
-            return self.app(environ, start_response)
+            if self._options is None:
+                return self.app(environ, start_response)
+            refused = check_origin(environ, self._options)
+            if refused is not None:
+                return refused(environ, start_response)
+            admitted = admit(environ, self._options, MIDDLEWARE_SCOPE)  # our own per-IP limits, on top of the server's
+            if isinstance(admitted, HTTPErrorApp):
+                return admitted(environ, start_response)
+            prepared_ws.reconfigure(self._options)
+            try:
+                return self.app(environ, start_response)
+            finally:
+                if admitted is not None:
+                    admitted()
         options = self.options
+        gunicorn_response = getattr(start_response, "__self__", None)
+        cfg = getattr(gunicorn_response, "cfg", None) if environ.get("gunicorn.socket") is not None else None
+        if cfg is not None:
+            environ[PROXIES_KEY] = self._proxies_of(cfg)
         prepared = prepare(environ, options)
         if prepared is None:
             return self.app(environ, start_response)
         if isinstance(prepared, HTTPErrorApp):  # counted and logged already
-            return prepared(environ, start_response)
-        gunicorn_response = getattr(start_response, "__self__", None)
+            return redacted(environ, prepared(environ, start_response))  # logged once this returns: no token in it
         sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
         if sock is None or (environ.get("gunicorn.socket") is not None and not hasattr(gunicorn_response, "force_close")):
             log.error("WebSocket request for %s refused: %s", environ.get("PATH_INFO"), UNSUPPORTED)
-            return HTTPErrorApp(500, UNSUPPORTED)(environ, start_response)
+            return redacted(environ, HTTPErrorApp(500, UNSUPPORTED)(environ, start_response))
+        admitted = admit(environ, options)
+        if isinstance(admitted, HTTPErrorApp):  # over a per-IP limit: 429 (counted, logged once per IP per interval)
+            return redacted(environ, admitted(environ, start_response))
         monitor = self._monitor
         ws = WebSocket(sock, environ, prepared, options, on_accept=functools.partial(opened, monitor), close_socket=False)
-        result = run_app(self.app, environ, start_response, ws, monitor)
+        try:
+            result = run_app(self.app, environ, start_response, ws, monitor)
+        finally:
+            if admitted is not None:
+                admitted()
         if result is not None:
-            return result  # an ordinary HTTP answer (403, 404, ...)
+            return redacted(environ, result)  # an ordinary HTTP answer (403, 404, ...), its query redacted for the log
         return self._leave_connection(environ, gunicorn_response)
+
+    def _proxies_of(self, cfg: object) -> TrustedProxies:
+        """The proxies gunicorn's ``forwarded_allow_ips`` trusts (read once per configuration)."""
+        if self._proxies is None or self._proxies[0] is not cfg:
+            self._proxies = (cfg, TrustedProxies.from_gunicorn(cfg))
+        return self._proxies[1]
 
     @staticmethod
     def _leave_connection(environ: MutableMapping[str, Any], gunicorn_response: Any) -> Iterable[bytes]:
-        """Tell the server that the connection was taken over and must not see an HTTP response."""
+        """Tell the server that the connection was taken over and must not see an HTTP response.
+
+        gunicorn logs the request from the environ once this returns: its query is redacted first (a token may be in
+        it). Werkzeug logs nothing for a connection that ends this way."""
         if environ.get("gunicorn.socket") is not None:
+            redact(environ)
             gunicorn_response.status = "101 Switching Protocols"
             gunicorn_response.headers_sent = True  # nothing more to write
             gunicorn_response.force_close()  # and no keep-alive on it

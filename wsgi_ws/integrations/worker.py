@@ -32,10 +32,13 @@ from ..connection.keepalive import ConnectionMonitor
 from ..connection.websocket import WebSocket
 from ..options import WebSocketOptions, current_options
 from ..protocol.session import CloseCode
+from .admission import admit
 from .handler import opened, run_app
+from .proxies import ENVIRON_KEY as PROXIES_KEY
+from .proxies import NO_PROXIES, TrustedProxies
 from .pywsgi_head import NO_HTTP_INPUT, HeadersFromEnviron, environ_headers, read_headers
 from .tls_failures import TLSFailures
-from .wsgi import HTTPErrorApp, prepare, refuse
+from .wsgi import HTTPErrorApp, prepare, refuse, warn_if_every_origin
 
 __all__ = ["WebSocketHandler", "WebSocketServer", "WebSocketWorker", "WorkerState"]
 
@@ -64,6 +67,8 @@ class WorkerState:
         self.idle: set[Any] = set()
         #: Failed TLS handshakes: counted, logged a line at a time (no traceback).
         self.tls_failures = TLSFailures()
+        #: The proxies whose X-Forwarded-* headers are believed (gunicorn's forwarded_allow_ips).
+        self.proxies = NO_PROXIES
 
     def end_idle(self) -> None:
         """End every keep-alive connection that is waiting for its next request (call it from the hub)."""
@@ -137,8 +142,12 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
     def log_request(self) -> None:
         """Write the access log line, unless the access log is off (then nothing per request is built for it) or
         there is no request to log: a head refused as unreadable (400) has no environ, and gunicorn's access log
-        would fail on it with a traceback (pywsgi already logged why it refused it)."""
+        would fail on it with a traceback (pywsgi already logged why it refused it). The query of an upgrade request
+        is logged redacted (a token may be in it; the app has run and saw the real values)."""
         if self.environ is not None and getattr(self.server.log, "access_log_enabled", True):
+            from .access_log import redact_upgrade
+
+            redact_upgrade(self.environ)
             super().log_request()
 
     def _headers(self) -> Any:
@@ -173,24 +182,24 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
         state = self.worker_state
         if state.limit is not None and state.active > state.limit:
             reason = f"server at capacity: worker_connections ({state.limit}) reached; retry later"
-            self.application = refuse(environ, 503, reason, (("Retry-After", "1"),), logging.WARNING)
-            self.close_connection = True
-            super().run_application()
+            self._answer(refuse(environ, 503, reason, (("Retry-After", "1"),), logging.WARNING))
             return
-        options = self.worker_state.options
+        options = state.options
+        if state.proxies:
+            environ[PROXIES_KEY] = state.proxies
         prepared = prepare(environ, options)
         if prepared is None:
             super().run_application()
             return
         if isinstance(prepared, HTTPErrorApp):  # a refused handshake (counted and logged): answer it as plain HTTP
-            self.application = prepared
-            self.close_connection = True
-            super().run_application()
+            self._answer(prepared)
             return
         if state.stopping:  # accepted before the worker began going away: a new worker will serve the retry
-            self.application = refuse(environ, 503, "server shutting down; retry later", (("Retry-After", "1"),))
-            self.close_connection = True
-            super().run_application()
+            self._answer(refuse(environ, 503, "server shutting down; retry later", (("Retry-After", "1"),)))
+            return
+        admitted = admit(environ, options)
+        if isinstance(admitted, HTTPErrorApp):  # over a per-IP limit: 429 (counted, logged once per IP per interval)
+            self._answer(admitted)
             return
         ws = WebSocket(
             self.socket,
@@ -207,6 +216,9 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
             if ws.accepted:
                 self._after_websocket()
             raise  # before accept it is still plain HTTP: pywsgi logs it and answers 500
+        finally:
+            if admitted is not None:
+                admitted()
         if result is None:  # the connection was a WebSocket and has ended
             self._after_websocket()
             return
@@ -218,6 +230,12 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
             if close is not None:
                 close()
             self.result = None
+
+    def _answer(self, app: HTTPErrorApp) -> None:
+        """Answer this request with ``app`` (a refusal) as plain HTTP, and close the connection after it."""
+        self.application = app
+        self.close_connection = True
+        super().run_application()
 
     def _on_accept(self, ws: WebSocket) -> None:
         """Once upgraded the connection never reads HTTP again: drop pywsgi's 8 KiB reader and its parsed headers."""
@@ -293,6 +311,7 @@ class WebSocketWorker(GeventPyWSGIWorker):  # type: ignore[misc]  # gunicorn is 
         self.worker_connections = limit + OVERFLOW
         #: This worker's connections; its handler class is bound to it.
         self.state = state = WorkerState(limit)
+        state.proxies = TrustedProxies.from_gunicorn(self.cfg)
 
         class BoundHandler(WebSocketHandler):
             worker_state = state
@@ -308,6 +327,7 @@ class WebSocketWorker(GeventPyWSGIWorker):  # type: ignore[misc]  # gunicorn is 
                 ours.addHandler(handler)
             ours.setLevel(error_log.level)
             ours.propagate = False
+        warn_if_every_origin(current_options())
         super().init_process()
 
     def run(self) -> None:

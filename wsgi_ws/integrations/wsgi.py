@@ -17,8 +17,10 @@ from .. import metrics
 from ..options import WebSocketOptions
 from ..protocol.errors import HandshakeRefused
 from ..protocol.handshake import HandshakeRequest, is_upgrade_request, validate_request
+from ..protocol.origins import ALLOW_ALL
+from .proxies import own_origins
 
-__all__ = ["ENVIRON_KEY", "HTTPErrorApp", "StartResponse", "check_origin", "inline_callable", "prepare", "refuse"]
+__all__ = ["ENVIRON_KEY", "HTTPErrorApp", "StartResponse", "check_origin", "inline_callable", "prepare", "refuse", "warn_if_every_origin"]
 
 log = logging.getLogger("wsgi_ws")
 
@@ -33,14 +35,14 @@ def prepare(environ: MutableMapping[str, Any], options: WebSocketOptions) -> Han
     if not is_upgrade_request(environ):
         return None
     try:
-        return validate_request(environ, options.origin_policy)
+        return validate_request(environ, options.origin_policy, lambda: own_origins(environ))
     except HandshakeRefused as error:
         return refuse(environ, error.status, error.reason, error.headers)
 
 
 def check_origin(environ: MutableMapping[str, Any], options: WebSocketOptions) -> HTTPErrorApp | None:
     """The 403 answer when ``options``' origin policy refuses this request's ``Origin`` (a route's or middleware's own)."""
-    refusal = options.origin_policy.refusal(environ.get("HTTP_ORIGIN"))
+    refusal = options.origin_policy.refusal(environ.get("HTTP_ORIGIN"), lambda: own_origins(environ))
     return None if refusal is None else refuse(environ, 403, refusal)
 
 
@@ -96,3 +98,23 @@ class HTTPErrorApp:
             ],
         )
         return [self.body]
+
+
+_warned: set[str] = set()
+
+
+def warn_if_every_origin(options: WebSocketOptions, where: str = "the server") -> None:
+    """Log a warning (once per process and place) when ``options`` allow every origin (``allowed_origins="*"``).
+
+    With every origin allowed, a page on any site can open a WebSocket to this server with its visitors' cookies
+    (cross-site WebSocket hijacking): the application must then authenticate every connection some other way.
+    """
+    if ALLOW_ALL not in options.allowed_origins:
+        return
+    message = (
+        f"{where} allows WebSocket connections from every origin (allowed_origins='*'): any web page can open one with "
+        "its visitors' cookies; authenticate connections another way, or list the origins allowed"
+    )
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("%s", message)

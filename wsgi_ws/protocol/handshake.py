@@ -29,7 +29,7 @@ from websockets.typing import ExtensionName, ExtensionParameter
 from websockets.utils import accept_key
 
 from .errors import HandshakeRefused, UsageError
-from .origins import OriginPolicy
+from .origins import OriginPolicy, OwnOrigins, no_own_origins
 
 __all__ = ["HandshakeRequest", "accept_response", "header_tokens", "is_upgrade_request", "validate_request"]
 
@@ -76,8 +76,11 @@ def _has_token(value: str | None, token: str) -> bool:
     return token in lowered and token in header_tokens(value)
 
 
-def validate_request(environ: Mapping[str, Any], origins: OriginPolicy) -> HandshakeRequest:
-    """Check an upgrade request; return what it asked for or raise :class:`HandshakeRefused`."""
+def validate_request(environ: Mapping[str, Any], origins: OriginPolicy, own: OwnOrigins = no_own_origins) -> HandshakeRequest:
+    """Check an upgrade request; return what it asked for or raise :class:`HandshakeRefused`.
+
+    ``own()`` gives the request's own origins for a ``same-origin`` policy (the server integration knows them).
+    """
     if environ.get("REQUEST_METHOD") != "GET":
         raise HandshakeRefused(400, "a WebSocket upgrade must be a GET request (RFC 6455 §4.1)")
     protocol = str(environ.get("SERVER_PROTOCOL", ""))
@@ -100,7 +103,7 @@ def validate_request(environ: Mapping[str, Any], origins: OriginPolicy) -> Hands
     if not _is_valid_key(key):
         raise HandshakeRefused(400, "Sec-WebSocket-Key must be 16 bytes in base64 (RFC 6455 §4.1)")
     origin = environ.get("HTTP_ORIGIN")
-    refusal = origins.refusal(origin)
+    refusal = origins.refusal(origin, own)
     if refusal is not None:
         raise HandshakeRefused(403, refusal)
     offered_header = environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL")

@@ -1,7 +1,10 @@
 """The origin policy: which browser origins may open a WebSocket (RFC 6454 origins, RFC 6455 §10.2).
 
+``same-origin`` (the default) allows the request's own origin: the scheme, host and port the browser used to reach
+this server, which the server integration works out (behind a trusted proxy, from its ``X-Forwarded-*`` headers).
+
 Origins are compared normalized: scheme and host lower-cased, the default port (80 for http/ws, 443 for
-https/wss) dropped, so ``HTTPS://A.COM:443`` equals ``https://a.com``. A pattern is ``*`` (every origin),
+https/wss) dropped, so ``HTTPS://A.COM:443`` equals ``https://a.com``. A pattern is ``same-origin``, ``*`` (every origin),
 ``null`` (the opaque origin of sandboxed or file pages), an exact origin, or ``scheme://*.domain[:port]``,
 which matches subdomains of ``domain`` only, never ``domain`` itself nor ``domain.evil.net``.
 """
@@ -9,8 +12,14 @@ which matches subdomains of ``domain`` only, never ``domain`` itself nor ``domai
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 
-__all__ = ["OriginPolicy", "check_pattern", "normalize_origin"]
+__all__ = ["ALLOW_ALL", "SAME_ORIGIN", "OriginPolicy", "OwnOrigins", "check_pattern", "no_own_origins", "normalize_origin"]
+
+#: The ``allowed_origins`` entry that allows the request's own origin (the default).
+SAME_ORIGIN = "same-origin"
+#: The ``allowed_origins`` entry that allows every origin (logged as a warning at start-up).
+ALLOW_ALL = "*"
 
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 _ORIGIN = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<host>[^/:?#\s]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{1,5}))?/?$")
@@ -39,24 +48,35 @@ def normalize_origin(origin: str) -> str | None:
 
 def check_pattern(pattern: str) -> str | None:
     """Return what is wrong with an ``allowed_origins`` entry, or None if it is valid."""
-    if pattern in ("*", "null"):
+    if pattern in (ALLOW_ALL, SAME_ORIGIN, "null"):
         return None
     candidate = pattern.replace("://*.", "://wildcard.", 1) if "://*." in pattern else pattern
     if "*" in candidate or normalize_origin(candidate) is None:
-        return f"{pattern!r} is not an origin (scheme://host[:port]), '*', 'null' or 'scheme://*.domain'"
+        return f"{pattern!r} is not an origin (scheme://host[:port]), 'same-origin', '*', 'null' or 'scheme://*.domain'"
     return None
+
+
+#: Gives the request's own origins, normalized (the one it reached this server with, and a proxy's view of it).
+OwnOrigins = Callable[[], Iterable[str]]
+
+
+def no_own_origins() -> Iterable[str]:
+    """No own origin is known: ``same-origin`` then allows nothing but requests without ``Origin``."""
+    return ()
 
 
 class OriginPolicy:
     """Decides whether a request's ``Origin`` header is allowed."""
 
     def __init__(self, allowed: tuple[str, ...], require_origin: bool = False) -> None:
-        self.allow_all = "*" in allowed
+        self.allow_all = ALLOW_ALL in allowed
+        #: True when the request's own origin is allowed (``same-origin``): the caller must say what it is.
+        self.same_origin = SAME_ORIGIN in allowed and not self.allow_all
         self.require_origin = require_origin
         self._exact: set[str] = set()
         self._suffixes: list[tuple[str, str, str]] = []  # (scheme, ".domain", ":port" or "")
         for pattern in allowed:
-            if pattern in ("*",):
+            if pattern in (ALLOW_ALL, SAME_ORIGIN):
                 continue
             if "://*." in pattern:
                 scheme, rest = pattern.split("://*.", 1)
@@ -70,14 +90,21 @@ class OriginPolicy:
                 assert normal is not None, pattern
                 self._exact.add(normal)
 
-    def refusal(self, origin: str | None) -> str | None:
-        """Why a request with this ``Origin`` (None when absent) is refused (answered with 403), or None if allowed."""
-        if self.allows(origin):
-            return None
-        return "an Origin header is required" if origin is None else f"origin {origin!r} is not allowed"
+    def refusal(self, origin: str | None, own: OwnOrigins = no_own_origins) -> str | None:
+        """Why a request with this ``Origin`` (None when absent) is refused (answered with 403), or None if allowed.
 
-    def allows(self, origin: str | None) -> bool:
-        """True if a request with this ``Origin`` header value (None when absent) may connect."""
+        ``own()`` gives the request's own origins (normalized), asked only when ``same-origin`` must decide.
+        """
+        if self.allows(origin, own):
+            return None
+        if origin is None:
+            return "an Origin header is required"
+        if self.same_origin and not self._exact and not self._suffixes:
+            return f"origin {origin!r} is not this server's ({', '.join(own()) or 'unknown'}); see allowed_origins"
+        return f"origin {origin!r} is not allowed"
+
+    def allows(self, origin: str | None, own: OwnOrigins = no_own_origins) -> bool:
+        """True if a request with this ``Origin`` header value (None when absent) may connect (``own``: see :meth:`refusal`)."""
         if origin is None:
             return not self.require_origin
         if self.allow_all:
@@ -85,7 +112,7 @@ class OriginPolicy:
         normal = normalize_origin(origin)
         if normal is None:
             return False
-        if normal in self._exact:
+        if normal in self._exact or (self.same_origin and normal in own()):
             return True
         if normal == "null":
             return False

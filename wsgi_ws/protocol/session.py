@@ -28,28 +28,61 @@ from .assembler import Assembler, Message
 from .errors import SessionClosed, UsageError
 from .frames import NO_LIMIT, DeflateParams, FrameSplitter, add_server_frame, read_simple_frames
 
-__all__ = ["CloseCode", "Message", "Session"]
+__all__ = ["PONGS_OWED", "CloseCode", "Message", "Session"]
 
 _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
 _CONT = Opcode.CONT
+_PING = Opcode.PING
 _PONG = Opcode.PONG
 _CLOSE = Opcode.CLOSE
 _OPEN = State.OPEN
 
+#: Pongs owed (queued, not yet written) past which the pong of a new ping replaces the last one owed.
+PONGS_OWED = 64
+
 
 class _ServerProtocol(Protocol):
-    """websockets' protocol, with a close frame allowed in the middle of a fragmented message.
+    """websockets' protocol, with a close frame allowed in the middle of a fragmented message, and pongs coalesced.
 
     RFC 6455 §5.4 lets control frames, close included, be injected between the fragments of a message;
     websockets 17 fails such a close with 1002 (Autobahn case 7.1.5). The unfinished message is dropped
     and the close is answered normally.
+
+    A ping flood gets a bounded number of pongs: once :data:`PONGS_OWED` pongs wait to be written, the pong of a new
+    ping replaces the last of them (RFC 6455 §5.5.3 lets an endpoint that still owes pongs answer only the most recent
+    ping). However many pings one read brings, at most that many pongs are queued, the last one answering the last
+    ping; a client that reads still gets every ping answered, each in its turn (Autobahn 2.10: ten at once).
     """
 
+    _owed = 0  # pongs queued in _owed_in, the output list they were counted in (data_to_send starts a new one)
+    _owed_in: list[bytes] | None = None
+    _last_pong: bytes | None = None
+
     def recv_frame(self, frame: Frame) -> None:
-        if frame.opcode is _CLOSE:
+        opcode = frame.opcode
+        if opcode is _PING and self.state is _OPEN:
+            self._owe_pong(frame)
+            return
+        if opcode is _CLOSE:
             self.current_size = None
         super().recv_frame(frame)
+
+    def _owe_pong(self, ping: Frame) -> None:
+        """Queue the pong of ``ping`` (RFC 6455 §5.5.2), in place of the last one owed once too many are owed."""
+        pong_frame = Frame(_PONG, ping.data)
+        if self.debug:
+            self.logger.debug("> %s", pong_frame)
+        pong = pong_frame.serialize(mask=False, extensions=self.extensions)
+        writes = self.writes
+        if self._owed_in is not writes:
+            self._owed_in, self._owed = writes, 0
+        if self._owed >= PONGS_OWED and writes and writes[-1] is self._last_pong:
+            writes[-1] = pong  # nothing was queued after the last pong owed: this one answers both pings
+        else:
+            writes.append(pong)
+            self._owed += 1
+        self._last_pong = pong
 
 
 class Session:
