@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint install install-test install-system fuzz bench
+.PHONY: run test lint install install-test install-system fuzz bench soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,3 +54,8 @@ bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/fanout.py $(BENCH_ARGS)
 	$(BIN)/python bench/recovery.py $(BENCH_ARGS)
+
+# The soak (bench/soak.py): 10,000 clients with pings for 10 minutes, 1% misbehaving; about 12 minutes, alone on the machine.
+soak: install
+	$(BIN)/pip install --quiet -r requirements-bench.txt
+	ulimit -n 20000 && $(BIN)/python bench/soak.py $(BENCH_ARGS)

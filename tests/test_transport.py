@@ -258,3 +258,60 @@ def test_tls_under_threads_is_bounded_by_the_sockets_timeout(certificate: tuple[
     assert [r.getMessage() for r in caplog.records if "ws.timeout" in r.getMessage()] == [
         f"ws.timeout path=/tls peer=127.0.0.1:4242: {STALLED}; closing TCP (1006)"
     ]
+
+
+# Reads under gevent: one buffer shared by the process, only what arrived copied out (bench/soak.py: RSS flat).
+
+
+@pytest.mark.timeout(30)
+def test_greenlets_reading_at_once_through_the_shared_buffer_each_get_their_own_bytes() -> None:
+    import gevent
+    from gevent import socket as gevent_socket
+
+    from wsgi_ws.connection.transport import READ_SIZE, receiver_for
+
+    pairs = [gevent_socket.socketpair() for _ in range(20)]
+    try:
+        payloads = [bytes([n]) * (1 + n * 9973 % (3 * READ_SIZE)) for n in range(len(pairs))]
+
+        def read_all(sock: socket.socket, expected: int) -> bytes:
+            recv, got = receiver_for(sock), bytearray()
+            while len(got) < expected:
+                chunk = recv(READ_SIZE)
+                assert chunk, "EOF before everything arrived"
+                got += chunk
+            return bytes(got)
+
+        readers = [gevent.spawn(read_all, server, len(payload)) for (server, _), payload in zip(pairs, payloads, strict=True)]
+        writers = [gevent.spawn(client.sendall, payload) for (_, client), payload in zip(pairs, payloads, strict=True)]
+        gevent.joinall(writers + readers, timeout=TIMEOUT, raise_error=True)
+        assert [reader.value for reader in readers] == payloads
+    finally:
+        for server, client in pairs:
+            server.close()
+            client.close()
+
+
+def test_a_read_larger_than_the_shared_buffer_and_plain_sockets_use_recv() -> None:
+    import gevent
+    from gevent import socket as gevent_socket
+
+    from wsgi_ws.connection.transport import READ_SIZE, receiver_for
+
+    server, client = gevent_socket.socketpair()
+    plain_server, plain_client = socket.socketpair()
+    try:
+        data = b"x" * (3 * READ_SIZE)
+        writer = gevent.spawn(client.sendall, data)
+        recv, got = receiver_for(server), b""
+        while len(got) < len(data):
+            got += recv(2 * READ_SIZE)
+        assert got == data
+        writer.join(TIMEOUT)
+        plain_recv = receiver_for(plain_server)
+        assert plain_recv == plain_server.recv  # threads keep the socket's own recv (they may yield mid-read)
+        plain_client.sendall(b"plain")
+        assert plain_recv(READ_SIZE) == b"plain"
+    finally:
+        for sock in (server, client, plain_server, plain_client):
+            sock.close()
