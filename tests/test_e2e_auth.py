@@ -5,9 +5,7 @@ never in the access log), connections closed when their token expires, and a rev
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -16,7 +14,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +24,7 @@ from tests.conftest import ServerFactory
 from tests.constants import TIMEOUT
 from tests.redis_server import REDIS, RedisServer
 from tests.server import GunicornServer
-from tests.test_servers import FlaskRun
+from tests.test_servers import SERVER_KINDS, FlaskRun, start_kind
 from tests.waiting import wait_until
 from tests.wsclient import RawClient, upgrade_request
 
@@ -43,23 +40,16 @@ class Served:
     log: Callable[[], str]
 
 
-@pytest.fixture(scope="module", params=["gevent-worker", "gthread", "flask-run"])
-def served(request: pytest.FixtureRequest) -> Iterator[Served]:
-    """The auth app under each server of tests/test_servers.py (its FlaskRun, our GunicornServer)."""
-    if request.param == "flask-run":
-        log_path = Path(tempfile.mkdtemp(prefix="wsgi-ws-auth-")) / "werkzeug.log"
-        os.environ["AUTH_APP_WERKZEUG_LOG"] = str(log_path)  # FlaskRun passes the environment on (but WS_*)
-        try:
-            flask_run = FlaskRun(AUTH)
-        finally:
-            del os.environ["AUTH_APP_WERKZEUG_LOG"]
-        yield Served("flask-run", flask_run, lambda: log_path.read_text() if log_path.exists() else "")
-        flask_run.stop()
-        return
-    args = ("-k", "gthread", "--threads", "16") if request.param == "gthread" else ()
-    gunicorn = GunicornServer(AUTH, env={"WS_CLOSE_TIMEOUT": "2"}, args=args)
-    yield Served(request.param, gunicorn, gunicorn.log)
-    gunicorn.stop()
+@pytest.fixture(scope="module", params=SERVER_KINDS)
+def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The auth app under each server of tests/test_servers.py; under ``flask run`` Werkzeug's log goes to a file."""
+    log_path = tmp_path_factory.mktemp("auth") / "werkzeug.log"
+    running = start_kind(request.param, AUTH, {"AUTH_APP_WERKZEUG_LOG": str(log_path)})
+    if isinstance(running, FlaskRun):
+        yield Served(request.param, running, lambda: log_path.read_text() if log_path.exists() else "")
+    else:
+        yield Served(request.param, running, running.log)
+    running.stop()
 
 
 def login(server: GunicornServer | FlaskRun, user: str) -> str:

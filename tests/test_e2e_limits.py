@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.server import GunicornServer
-from tests.test_servers import FlaskRun
+from tests.test_servers import FlaskRun, start_kind
 from tests.waiting import wait_until
 from tests.wsclient import RawClient, Response, upgrade_request
 
@@ -34,11 +34,7 @@ GetServer = Callable[[str], Server]
 
 def start(kind: str, env: dict[str, str], args: tuple[str, ...] = ()) -> Server:
     """A server of this kind for tests.apps.limits, with these WS_* settings."""
-    if kind == "flask-run":
-        return FlaskRun(APP, env)
-    if kind == "gthread":
-        args = ("-k", "gthread", "--threads", "16", *args)
-    return GunicornServer(APP, env={"WS_CLOSE_TIMEOUT": "2", **env}, args=args)
+    return start_kind(kind, APP, env, args)
 
 
 @pytest.fixture(scope="module", params=KINDS)

@@ -177,7 +177,8 @@ def test_a_wall_clock_set_back_rearms_instead_of_closing_early(monkeypatch: pyte
         def close(self) -> None:
             pass
 
-    monkeypatch.setattr(expiry, "_timers", Recording())
+    recording = Recording()
+    monkeypatch.setattr(expiry, "timers", lambda: recording)
     when = time.time() + 100
     ws.close_at(when)
     entry = ws._expiry

@@ -17,6 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "wsgi_ws"
 #: Each module's layer, lowest first; a module may import only from its own layer or below.
 LAYERS = {
     "protocol": 0,
+    "per_process": 0,
     "metrics": 1,
     "exceptions": 1,
     "options": 2,
@@ -143,6 +144,7 @@ TEST_MODULE = {
     "connection/__init__.py": "test_layers.py",
     "connection/info.py": "test_websocket.py",
     "connection/sending.py": "test_transport.py",
+    "connection/roles.py": "test_websocket.py",  # protocols only: mypy --strict checks that WebSocket has them
     "integrations/__init__.py": "test_layers.py",
     "integrations/worker.py": "test_e2e_lifecycle.py",
     "integrations/middleware.py": "test_servers.py",

@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -77,14 +77,23 @@ class FlaskRun:
 SERVER_ENV = {"WS_CLOSE_TIMEOUT": "2", "WS_ALLOWED_ORIGINS": "https://app.example, https://other.example"}
 
 
-@pytest.fixture(scope="module", params=["gevent-worker", "gthread", "flask-run"])
+#: The three servers every end-to-end test of routes runs under.
+SERVER_KINDS = ("gevent-worker", "gthread", "flask-run")
+
+
+def start_kind(kind: str, app: str, env: Mapping[str, str] | None = None, args: tuple[str, ...] = ()) -> GunicornServer | FlaskRun:
+    """``app`` under one of :data:`SERVER_KINDS`, with these environment settings (``WS_CLOSE_TIMEOUT=2`` unless given)."""
+    environment = {"WS_CLOSE_TIMEOUT": "2", **(env or {})}
+    if kind == "flask-run":
+        return FlaskRun(app, environment)
+    if kind == "gthread":
+        args = ("-k", "gthread", "--threads", "16", *args)
+    return GunicornServer(app, env=environment, args=args)
+
+
+@pytest.fixture(scope="module", params=SERVER_KINDS)
 def server(request: pytest.FixtureRequest) -> Iterator[GunicornServer | FlaskRun]:
-    if request.param == "flask-run":
-        running: GunicornServer | FlaskRun = FlaskRun(ROUTES, SERVER_ENV)
-    elif request.param == "gthread":
-        running = GunicornServer(ROUTES, env=SERVER_ENV, args=("-k", "gthread", "--threads", "16"))
-    else:
-        running = GunicornServer(ROUTES, env=SERVER_ENV)
+    running = start_kind(request.param, ROUTES, SERVER_ENV)
     yield running
     running.stop()
 

@@ -21,7 +21,6 @@ import heapq
 import itertools
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -30,8 +29,10 @@ from typing import Any, Protocol
 from websockets.frames import EXTERNAL_CLOSE_CODES
 
 from ..exceptions import InvalidArgument
+from ..per_process import PerProcess
 from ..protocol.session import CloseCode
 from .keepalive import gevent_patched, spawn_background
+from .roles import Closable
 
 __all__ = [
     "DEFAULT_CODE",
@@ -56,7 +57,7 @@ DEFAULT_REASON = "authentication expired"
 Callback = Callable[[], object]
 
 
-class Expiring(Protocol):
+class Expiring(Closable, Protocol):
     """What expiry needs of a connection (``WebSocket`` has it)."""
 
     _expiry: Expiry | None
@@ -64,17 +65,6 @@ class Expiring(Protocol):
 
     @property
     def accepted(self) -> bool: ...
-
-    @property
-    def closed(self) -> bool: ...
-
-    @property
-    def path(self) -> str: ...
-
-    @property
-    def peer(self) -> str: ...
-
-    def close(self, code: int = 1000, reason: str | bytes = "") -> None: ...
 
     def on_finish(self, callback: Callback) -> None: ...
 
@@ -192,26 +182,13 @@ class ThreadTimers:
                     self._condition.wait(wait)
 
 
-_timers: Timers | None = None
-_timers_lock = threading.Lock()
+#: A forked child has no heap thread: it starts its own on first use.
+_timers: PerProcess[Timers] = PerProcess(lambda: GeventTimers() if gevent_patched() else ThreadTimers(), fresh_after_fork=True)
 
 
 def timers() -> Timers:
     """This process's timers: gevent's watchers when gevent has patched threading, else the one heap thread."""
-    global _timers
-    if _timers is None:
-        with _timers_lock:
-            if _timers is None:
-                _timers = GeventTimers() if gevent_patched() else ThreadTimers()
-    return _timers
-
-
-def _forget_timers() -> None:
-    global _timers
-    _timers = None  # a forked child has no heap thread: it starts its own on first use
-
-
-os.register_at_fork(after_in_child=_forget_timers)
+    return _timers.get()
 
 
 def deadline_of(when: float | datetime.datetime | None) -> float | None:

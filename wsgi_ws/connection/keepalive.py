@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..protocol.session import CloseCode
+from .roles import Closable
 
 __all__ = ["ConnectionMonitor", "KeepAliveState", "KeptAlive", "due", "gevent_patched", "spawn_background", "tick_for"]
 
@@ -46,7 +47,7 @@ class KeepAliveState(Protocol):
         ...
 
 
-class KeptAlive(Protocol):
+class KeptAlive(Closable, Protocol):
     """What keep-alive needs of a connection (``WebSocket`` has it)."""
 
     @property
@@ -56,20 +57,9 @@ class KeptAlive(Protocol):
     def keep_alive(self) -> tuple[float | None, float | None]:
         """``(keep_alive_interval, keep_alive_timeout)`` of this connection's options."""
 
-    @property
-    def closed(self) -> bool: ...
-
-    @property
-    def path(self) -> str: ...
-
-    @property
-    def peer(self) -> str: ...
-
     def ping(self, data: bytes = b"") -> None: ...
 
     def abort(self, code: int, reason: str) -> None: ...
-
-    def close(self, code: int = 1000, reason: str | bytes = "") -> None: ...
 
 
 @functools.lru_cache(maxsize=64)  # asked at every accept, with the few pairs the options have

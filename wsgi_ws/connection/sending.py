@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..options import WebSocketOptions
+from .roles import Logged
 
 __all__ = ["JOIN_LIMIT", "Owner", "SendNow", "Writable", "Write", "nonblocking_send", "send_chunks", "writer_for"]
 
@@ -35,20 +36,12 @@ SendNow = Callable[[bytes | memoryview, int], int]
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, TimeoutError)  # TimeoutError: a thread's reader set a timeout
 
 
-class Owner(Protocol):
+class Owner(Logged, Protocol):
     """The connection a transport serves (a ``WebSocket``): its options, and its names for the log."""
 
     @property
     def options(self) -> WebSocketOptions:
         """The connection's options (``send_timeout`` among them)."""
-
-    @property
-    def path(self) -> str:
-        """The request path, for the log."""
-
-    @property
-    def peer(self) -> str:
-        """The client's ``host:port``, for the log."""
 
 
 class Writable(Protocol):

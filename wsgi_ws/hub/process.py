@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 from .. import metrics
 from ..connection.keepalive import gevent_patched, spawn_background
 from ..options import WebSocketOptions, current_options
+from ..per_process import PerProcess
 from ..protocol.assembler import Message
 from .backends import CHANNEL_PREFIX, Backend, CloseRequest, MemoryBackend, encode
 from .history import History
@@ -21,9 +21,6 @@ from .presence import Presence, RedisPresence, worker_id
 log = logging.getLogger("wsgi_ws")
 
 __all__ = ["current_hub", "disconnect_user", "make_hub", "publish", "send_to_user"]
-
-_hub: Hub | None = None
-_hub_lock = threading.Lock()
 
 
 def make_hub(
@@ -53,22 +50,24 @@ def make_hub(
     return Hub(backend, spawn, defer, history, presence, worker)
 
 
+def _make_process_hub() -> Hub:
+    defer = None
+    if gevent_patched():
+        import gevent
+
+        defer = gevent.spawn
+    hub = make_hub(current_options(), spawn_background, defer=defer)
+    metrics.add_source(hub.counters.as_dict)
+    atexit.register(hub.stop_presence)  # a clean exit takes this worker's presence entries at once
+    return hub
+
+
+_hub = PerProcess(_make_process_hub)
+
+
 def current_hub() -> Hub:
     """This process's hub, made on first use from the options in force (its counters join ``/stats``)."""
-    global _hub
-    if _hub is None:
-        with _hub_lock:
-            if _hub is None:
-                defer = None
-                if gevent_patched():
-                    import gevent
-
-                    defer = gevent.spawn
-                hub = make_hub(current_options(), spawn_background, defer=defer)
-                metrics.add_source(hub.counters.as_dict)
-                atexit.register(hub.stop_presence)  # a clean exit takes this worker's presence entries at once
-                _hub = hub
-    return _hub
+    return _hub.get()
 
 
 def publish(

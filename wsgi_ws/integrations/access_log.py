@@ -20,6 +20,7 @@ import threading
 from collections.abc import MutableMapping
 from typing import Any, TypeVar
 
+from ..per_process import PerProcess
 from ..protocol.handshake import is_upgrade_request
 
 __all__ = ["REDACTED", "WerkzeugRedaction", "redact", "redact_query", "redact_upgrade", "redacted"]
@@ -60,7 +61,7 @@ def redact(environ: MutableMapping[str, Any]) -> None:
         if isinstance(value, str):
             environ[key] = _redact_target(value)
     if environ.get("werkzeug.socket") is not None and isinstance(original, str):
-        _werkzeug_filter().expect(original)
+        _werkzeug_filter.get().expect(original)
 
 
 def redacted(environ: MutableMapping[str, Any], answer: T) -> T:
@@ -112,17 +113,11 @@ class WerkzeugRedaction(logging.Filter):
         return True
 
 
-_filter: WerkzeugRedaction | None = None
-_filter_lock = threading.Lock()
+def _install_filter() -> WerkzeugRedaction:
+    made = WerkzeugRedaction()
+    logging.getLogger("werkzeug").addFilter(made)
+    return made
 
 
-def _werkzeug_filter() -> WerkzeugRedaction:
-    """The filter on the ``werkzeug`` logger, installed on first use."""
-    global _filter
-    if _filter is None:
-        with _filter_lock:
-            if _filter is None:
-                made = WerkzeugRedaction()
-                logging.getLogger("werkzeug").addFilter(made)
-                _filter = made
-    return _filter
+#: The filter on the ``werkzeug`` logger, installed on first use.
+_werkzeug_filter = PerProcess(_install_filter)

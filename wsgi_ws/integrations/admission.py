@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from .. import metrics
 from ..connection.limits import TokenBucket
 from ..options import WebSocketOptions, current_options
+from ..per_process import PerProcess
 from .proxies import client_ip
 from .throttle import Throttle
 from .wsgi import HTTPErrorApp
@@ -176,18 +177,12 @@ def _shared_from_hub() -> SharedCounts | None:
     return SharedCounts(hub.backend.client, hub.worker)
 
 
-_admission: Admission | None = None
-_admission_lock = threading.Lock()
+_admission = PerProcess(lambda: Admission(_shared_from_hub))
 
 
 def current_admission() -> Admission:
     """This process's counts (made on first use; across workers through the hub's Redis when ``hub_url`` is set)."""
-    global _admission
-    if _admission is None:
-        with _admission_lock:
-            if _admission is None:
-                _admission = Admission(_shared_from_hub)
-    return _admission
+    return _admission.get()
 
 
 def admit(environ: Mapping[str, Any], options: WebSocketOptions, scope: str = SERVER_SCOPE) -> HTTPErrorApp | Release | None:

@@ -23,6 +23,7 @@ from ..connection.keepalive import ConnectionMonitor, spawn_background
 from ..connection.websocket import WebSocket
 from ..exceptions import InvalidOption
 from ..options import ENV_PREFIX, PER_SERVER, WebSocketOptions, current_options
+from ..protocol.handshake import is_upgrade_request
 from .access_log import redact, redacted
 from .admission import admit
 from .handler import opened, run_app
@@ -109,10 +110,12 @@ class WebSocketMiddleware:
             finally:
                 if admitted is not None:
                     admitted()
+        if not is_upgrade_request(environ):
+            return self.app(environ, start_response)
         options = self.options
         gunicorn_response = getattr(start_response, "__self__", None)
         cfg = getattr(gunicorn_response, "cfg", None) if environ.get("gunicorn.socket") is not None else None
-        if cfg is not None:
+        if cfg is not None:  # gunicorn's forwarded_allow_ips says whose X-Forwarded-* to believe
             environ[PROXIES_KEY] = self._proxies_of(cfg)
         prepared = prepare(environ, options)
         if prepared is None:
