@@ -1,7 +1,7 @@
 """What the safe defaults cost per connection attempt: the origin check and the per-IP limits (issue 16's goal: each
 check under 0.1 ms). Runs each check in this process, in a loop, and prints microseconds per attempt; the Redis row
 talks to a real redis-server on loopback (one Lua call to admit, one to release: the attempt's wall time, round trip
-included).
+included), then the admit alone and, for scale, one PING: the round trip that any exact count across workers pays.
 
     python bench/admission.py [--json]
 """
@@ -74,8 +74,12 @@ def main() -> None:
 
         from wsgi_ws.hub.ip_counts import SharedCounts
 
-        shared = SharedCounts(redis_py.Redis.from_url(redis.url), "bench-worker")
+        client = redis_py.Redis.from_url(redis.url)
+        shared = SharedCounts(client, "bench-worker")
         results["rate + cap across workers (Redis: admit + release)"] = per_attempt(admit_and_release(Admission(lambda: shared)), 5_000)
+        admit_alone = per_attempt(lambda request: shared.acquire("", str(request["REMOTE_ADDR"]), 10), 5_000)
+        results["  of which the admit alone (one Lua call)"] = admit_alone
+        results["  the floor: one Redis PING round trip (redis-py)"] = per_attempt(lambda request: client.ping(), 5_000)
     finally:
         redis.stop()
     if args.json:

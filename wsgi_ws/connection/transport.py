@@ -25,7 +25,7 @@ from ..protocol.session import CloseCode, Session
 from ..protocol.state import ConnectionState, Event, Lifecycle
 from .sending import JOIN_LIMIT, Owner, nonblocking_send, send_chunks, writer_for
 
-__all__ = ["CORK_LIMIT", "JOIN_LIMIT", "READ_SIZE", "Transport", "receiver_for"]
+__all__ = ["CORK_LIMIT", "JOIN_LIMIT", "READ_SIZE", "Transport", "read_shared", "reads_into_shared_buffer"]
 
 log = logging.getLogger("wsgi_ws")
 
@@ -54,8 +54,8 @@ class Transport:
         "_flush_scheduled",
         "_reader",
         "_reads",
-        "_recv",
         "_send_now_if_blocking",
+        "_shared_reads",
         "_waiting",
         "_write",
         "bytes_received",
@@ -101,7 +101,7 @@ class Transport:
         #: A send that never waits (None for TLS), for broadcasts (:meth:`try_write`) and the writer's fast path.
         self.send_now, self._send_now_if_blocking = nonblocking_send(sock)
         self._write = writer_for(sock, self.send_now)
-        self._recv = receiver_for(sock)
+        self._shared_reads = reads_into_shared_buffer(sock)
 
     # Reading.
 
@@ -178,7 +178,7 @@ class Transport:
                 if remaining <= 0:  # a timeout of 0 would make the socket non-blocking, not raise
                     raise TimeoutError
                 sock.settimeout(remaining)
-            data = self._recv(self.read_size)
+            data = read_shared(sock, self.read_size) if self._shared_reads else sock.recv(self.read_size)
             self.bytes_received += len(data)
         except (BlockingIOError, ssl.SSLWantReadError):  # a read-ahead found nothing to read (TLS says so its own way)
             return
@@ -341,31 +341,28 @@ class Transport:
             self.cut()
 
 
-#: Under gevent, every read of the process lands here first (see :func:`receiver_for`).
+#: Under gevent, every read of the process lands here first (see :func:`reads_into_shared_buffer`).
 _SHARED_READ_BUFFER = memoryview(bytearray(READ_SIZE))
 
 
-def receiver_for(sock: socket.socket) -> Callable[[int], bytes]:
-    """``recv(size)`` for ``sock``: the bytes read, at most ``size``.
+def reads_into_shared_buffer(sock: socket.socket) -> bool:
+    """Whether reads of ``sock`` go through :func:`read_shared`: under gevent, yes; threads keep ``sock.recv``.
 
-    Under gevent a read goes into one buffer the whole process shares and only the bytes read are copied out. A
-    ``sock.recv(256 KiB)`` would have malloc hand out 256 KiB and shrink it to what arrived, thousands of times a
-    second, leaving glibc's heap riddled with small live objects: RSS grew 10-20% over a 10-minute soak
-    (bench/soak.py) and stayed up. Sharing is safe because a greenlet never yields between the system call that
-    fills the buffer and the copy; threads, which could, keep ``sock.recv`` (as do reads larger than the buffer).
+    A ``sock.recv(256 KiB)`` has malloc hand out 256 KiB and shrink it to what arrived, thousands of times a second,
+    which leaves glibc's heap riddled with small live objects: RSS grew 20% over a 10-minute soak (bench/soak.py) and
+    stayed up. Sharing one buffer is safe because a greenlet never yields between the system call that fills it and
+    the copy out; a thread could.
     """
-    if not type(sock).__module__.startswith("gevent"):
-        return sock.recv
-    recv_into, plain_recv = sock.recv_into, sock.recv
+    return type(sock).__module__.startswith("gevent")
+
+
+def read_shared(sock: socket.socket, size: int) -> bytes:
+    """``sock.recv(size)`` through the process's read buffer: only the bytes read are copied out (gevent only)."""
     shared = _SHARED_READ_BUFFER
-
-    def recv(size: int) -> bytes:
-        if size > len(shared):
-            return plain_recv(size)
-        received = recv_into(shared, size)
-        return shared[:received].tobytes()
-
-    return recv
+    if size > len(shared):
+        return sock.recv(size)
+    received = sock.recv_into(shared, size)
+    return shared[:received].tobytes()
 
 
 def _linger(sock: socket.socket, timeout: float) -> None:
