@@ -109,14 +109,7 @@ class Master:
         return [pid for pid in bench_run.process_tree(self.proc.pid) if pid != self.proc.pid]
 
     def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(15)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        bench_run.stop_group(self.proc, 15)
 
 
 class Publisher:

@@ -137,6 +137,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_group(proc: subprocess.Popen[Any], grace: float) -> None:
+    """SIGTERM to ``proc``'s process group (started with ``start_new_session``), up to ``grace`` seconds to exit, then
+    SIGKILL to whatever is left of the group (a gunicorn worker, say)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(grace)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(5)
+
+
 def process_tree(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -219,15 +233,7 @@ class Running:
             return ""
 
     def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(5)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever is left of the group (a gunicorn worker, say)
-        self.proc.wait(5)
+        stop_group(self.proc, 5)
 
     def rss(self) -> float:
         return tree_rss(self.proc.pid)

@@ -28,7 +28,6 @@ import json
 import os
 import random
 import resource
-import signal
 import socket
 import struct
 import subprocess
@@ -162,14 +161,7 @@ class Server:
         return count, text[start : start + 3000]
 
     def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(20)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        bench_run.stop_group(self.proc, 20)
 
 
 def rss_kb(pid: int) -> int:
