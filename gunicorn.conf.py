@@ -5,19 +5,51 @@ WS_<OPTION> (for example WS_MAX_MESSAGE_SIZE=16MiB) for the WebSocket options be
 A bad value stops start-up with a message that names the setting.
 """
 
+import difflib
 import os
 import sys
 
 import wsgi_ws
 
+# The server's settings, each read from WSGI_WS_<NAME> below; any other WSGI_WS_* variable is a typo and stops start-up.
+_SERVER_SETTINGS = (
+    "BIND",
+    "WORKERS",
+    "WORKER_CONNECTIONS",
+    "GRACEFUL_TIMEOUT",
+    "CONTROL_SOCKET",
+    "CERTFILE",
+    "KEYFILE",
+    "ACCESS_LOG",
+    "LOG_LEVEL",
+)
+for _name in sorted(os.environ):
+    if _name.startswith("WSGI_WS_") and _name[len("WSGI_WS_") :] not in _SERVER_SETTINGS:
+        _nearest = difflib.get_close_matches(_name[len("WSGI_WS_") :], _SERVER_SETTINGS, n=1)
+        _hint = f"did you mean WSGI_WS_{_nearest[0]}? " if _nearest else ""
+        sys.exit(f"Error: invalid server setting {_name}: unknown setting; {_hint}known: WSGI_WS_{', WSGI_WS_'.join(_SERVER_SETTINGS)}")
+
+
+def _whole_number(name: str, default: int, least: int) -> int:
+    """The environment variable ``name`` as a whole number of at least ``least``; start-up stops naming it if not."""
+    text = os.environ.get(name, str(default)).strip()
+    try:
+        value = int(text)
+    except ValueError:
+        sys.exit(f"Error: invalid server setting {name}: cannot read {text!r}: not a whole number")
+    if value < least:
+        sys.exit(f"Error: invalid server setting {name}: must be at least {least}, got {value}")
+    return value
+
+
 # The gevent-based WebSocket worker: one greenlet per connection.
 worker_class = "wsgi_ws.worker.WebSocketWorker"
 bind = os.environ.get("WSGI_WS_BIND", "127.0.0.1:5000")
-workers = int(os.environ.get("WSGI_WS_WORKERS", "1"))
+workers = _whole_number("WSGI_WS_WORKERS", 1, least=1)
 # Connections one worker serves at once (WebSocket connections count too).
-worker_connections = int(os.environ.get("WSGI_WS_WORKER_CONNECTIONS", "1000"))
+worker_connections = _whole_number("WSGI_WS_WORKER_CONNECTIONS", 1000, least=1)
 # Seconds open connections get to finish on shutdown or reload.
-graceful_timeout = int(os.environ.get("WSGI_WS_GRACEFUL_TIMEOUT", "30"))
+graceful_timeout = _whole_number("WSGI_WS_GRACEFUL_TIMEOUT", 30, least=0)
 # gunicorn 27 opens a control socket at one shared path; give each server its own or none.
 control_socket_disable = os.environ.get("WSGI_WS_CONTROL_SOCKET", "") == ""
 if not control_socket_disable:

@@ -107,3 +107,44 @@ def test_bad_environment_value_stops_gunicorn_at_start_with_the_setting_named() 
     )
     assert result.returncode != 0
     assert "WS_KEEP_ALIVE_INTERVAL" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("WSGI_WS_WORKERS=two", "invalid server setting WSGI_WS_WORKERS: cannot read 'two': not a whole number"),
+        ("WSGI_WS_WORKER_CONNECTIONS=0", "invalid server setting WSGI_WS_WORKER_CONNECTIONS: must be at least 1, got 0"),
+        ("WSGI_WS_GRACEFUL_TIMEOUT=soon", "invalid server setting WSGI_WS_GRACEFUL_TIMEOUT: cannot read 'soon'"),
+        ("WSGI_WS_WORKER=2", "invalid server setting WSGI_WS_WORKER: unknown setting; did you mean WSGI_WS_WORKERS?"),
+        ("WS_KEEPALIVE_INTERVAL=30", "WS_KEEPALIVE_INTERVAL: unknown setting; did you mean 'WS_KEEP_ALIVE_INTERVAL'?"),
+    ],
+)
+def test_a_bad_or_misspelt_server_variable_stops_start_up_naming_it_without_a_traceback(setting: str, expected: str) -> None:
+    name, _, value = setting.partition("=")
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--check-config", "app:app"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", name: value, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Error: invalid " in output and expected in output, output
+    assert "Traceback" not in output
+
+
+def test_a_misspelt_environment_variable_raises_as_a_misspelt_keyword_does() -> None:
+    with pytest.raises(InvalidOption, match="did you mean 'WS_KEEP_ALIVE_INTERVAL'"):
+        WebSocketOptions().with_environment({"WS_KEEPALIVE_INTERVAL": "30"})
+    with pytest.raises(InvalidOption, match="did you mean 'keep_alive_interval'"):
+        WebSocketOptions().replace(keepalive_interval=30)
+
+
+def test_an_error_shows_a_list_of_words_as_words_not_as_a_python_tuple() -> None:
+    with pytest.raises(InvalidOption) as caught:
+        WebSocketOptions(allowed_origins=("example.com",))
+    assert str(caught.value).endswith("got 'example.com'"), str(caught.value)
+    with pytest.raises(InvalidOption) as caught:
+        WebSocketOptions().with_environment({"WS_ALLOWED_ORIGINS": "https://ok.example, example.com"})
+    assert str(caught.value).endswith("got 'https://ok.example', 'example.com'"), str(caught.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -38,6 +39,7 @@ class FlaskRun:
         environment = {k: v for k, v in os.environ.items() if not k.startswith(("WS_", "WSGI_WS_"))}
         environment.update({"PYTHONPATH": str(ROOT), "WS_CLOSE_TIMEOUT": "2", **(env or {})})
         self.log_path = Path(tempfile.mkdtemp(prefix="wsgi-ws-flask-run-")) / "server.log"
+        self._final_log: str | None = None
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "flask", "--app", app, "run", "--port", str(self.port)],
@@ -65,12 +67,17 @@ class FlaskRun:
         return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
-        """What the server printed so far (Werkzeug's request lines, wsgi-ws's warnings)."""
+        """What the server printed so far (Werkzeug's request lines, wsgi-ws's warnings); after stop(), all of it."""
+        if self._final_log is not None:
+            return self._final_log
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=TIMEOUT)
+        if self._final_log is None:
+            self._final_log = self.log()
+            shutil.rmtree(self.log_path.parent, ignore_errors=True)
 
 
 #: The server's own origin policy: two sites, which /route/narrow narrows to one (a route narrows, never widens).

@@ -22,7 +22,11 @@ def test_serve_runs_an_app_with_the_websocket_worker_and_connects() -> None:
             ws.send("hi")
             assert ws.recv(timeout=TIMEOUT) == "hi"
         assert "wsgi_ws.worker.WebSocketWorker" in server.log()
+        folder = server.log_path.parent
+        assert folder.is_dir()
     assert server.process.returncode is not None
+    assert not folder.exists(), "serve() left its log folder behind"
+    assert "wsgi_ws.worker.WebSocketWorker" in server.log(), "the log is still there to read after the block"
 
 
 def test_serve_passes_options_through_the_environment() -> None:
@@ -31,3 +35,13 @@ def test_serve_passes_options_through_the_environment() -> None:
         with pytest.raises(InvalidStatus) as caught:
             server.connect("/ws", origin="https://other.example")
         assert caught.value.response.status_code == 403
+
+
+def test_wait_for_log_waits_for_a_line_written_after_the_client_is_done_and_times_out_clearly() -> None:
+    with serve("app:app", cwd=ROOT, env={"PYTHONPATH": str(ROOT)}) as server:
+        with server.connect("/ws") as ws:  # the README's example: the close line comes just after this block
+            ws.send("hi")
+            assert ws.recv(timeout=TIMEOUT) == "hi"
+        assert "ws.close path=/ws" in server.wait_for_log("ws.close path=/ws")
+        with pytest.raises(TimeoutError, match="never written"):
+            server.wait_for_log("never written", timeout=0.2)

@@ -135,18 +135,18 @@ class WebSocketOptions:
                 continue
             name = key[len(prefix) :].lower()
             if name not in _SPECS:
-                raise InvalidOption(key, unknown_setting(name))
+                raise InvalidOption(key, unknown_setting(name, key[: len(prefix)]))
             changes[name] = _SPECS[name].parse(key, value)
         return dataclasses.replace(self, **changes)
 
     def with_environment(self, environ: Mapping[str, str] | None = None) -> WebSocketOptions:
-        """Return a copy with the ``WS_*`` environment variables applied on top."""
+        """Return a copy with the ``WS_*`` environment variables applied on top.
+
+        A ``WS_*`` variable that names no setting raises :class:`InvalidOption` with the nearest name, as a misspelt
+        keyword of :func:`configure` or key of the Flask config does: a typo must not start a server without it.
+        """
         env = os.environ if environ is None else environ
-        ours = {key: value for key, value in env.items() if key.startswith(ENV_PREFIX)}
-        for key in [key for key in ours if key[len(ENV_PREFIX) :].lower() not in _SPECS]:
-            _log.warning("ignoring environment variable %s: not a WebSocket setting", key)
-            del ours[key]
-        return self.merged(ours, ENV_PREFIX)
+        return self.merged({key: value for key, value in env.items() if key.startswith(ENV_PREFIX)}, ENV_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -166,19 +166,27 @@ class _Spec:
         value = _normalise(self.name, value)
         problem = self.validate(value)
         if problem:
-            raise InvalidOption(label, f"{problem}, got {value!r}")
+            raise InvalidOption(label, f"{problem}, got {_shown(value)}")
         return value
 
     def check(self, value: Any) -> None:
         problem = self.validate(value)
         if problem:
-            raise InvalidOption(self.name, f"{problem}, got {value!r}")
+            raise InvalidOption(self.name, f"{problem}, got {_shown(value)}")
 
 
-def unknown_setting(name: str) -> str:
-    """The message for a setting that does not exist: the nearest known name, and the list."""
+def _shown(value: Any) -> str:
+    """A value as an error message shows it: a list of words as the words (``'a', 'b'``), not a Python tuple."""
+    if isinstance(value, tuple | list):
+        return ", ".join(repr(item) for item in value) if value else "nothing"
+    return repr(value)
+
+
+def unknown_setting(name: str, prefix: str = "") -> str:
+    """The message for a setting that does not exist: the nearest known name (spelt as the caller's ``prefix``
+    spells them: ``WS_KEEP_ALIVE_INTERVAL``), and the list."""
     nearest = difflib.get_close_matches(name.lower(), list(_SPECS), n=1)
-    hint = f"did you mean {nearest[0]!r}? " if nearest else ""
+    hint = f"did you mean {(prefix + nearest[0].upper()) if prefix else nearest[0]!r}? " if nearest else ""
     return f"unknown setting; {hint}known: {', '.join(sorted(_SPECS))}"
 
 

@@ -22,11 +22,13 @@ client is the ``websockets`` package's blocking client. A pytest fixture is one 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,6 +65,7 @@ class TestServer:
         #: The environment overrides it was started with.
         self.env = dict(env or {})
         self.log_path = Path(tempfile.mkdtemp(prefix="wsgi-ws-test-")) / "gunicorn.log"
+        self._final_log: str | None = None  # the log once stopped: its folder is gone then
         fd = self.listener.fileno()
         command = [sys.executable, "-m", "gunicorn"]
         if config is not None:
@@ -105,11 +108,29 @@ class TestServer:
         return client
 
     def log(self) -> str:
-        """Everything the server printed so far (gunicorn's and wsgi-ws's log lines)."""
+        """Everything the server printed so far (gunicorn's and wsgi-ws's log lines); after :meth:`stop`, all of it."""
+        if self._final_log is not None:
+            return self._final_log
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
+        """Wait until the log contains ``text`` (a line the server writes after the client's side is done, such as
+        ``ws.close path=/shout``, may come a few milliseconds later); the log then. ``TimeoutError`` after ``timeout``
+        seconds, with the log's end in the message."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{text!r} not in the server's log within {timeout} s; it ends:\n{log[-2000:]}")
+            if self.process.poll() is not None and text not in self.log():
+                raise TimeoutError(f"the server exited ({self.process.returncode}) without logging {text!r}:\n{log[-2000:]}")
+            time.sleep(0.01)
+        return log
+
     def stop(self) -> int:
-        """SIGTERM, wait for the exit (killing after ``STOP_TIMEOUT``), return the exit code."""
+        """SIGTERM, wait for the exit (killing after ``STOP_TIMEOUT``), return the exit code.
+
+        The log's temporary folder is removed; :meth:`log` still returns what the server wrote.
+        """
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -118,6 +139,9 @@ class TestServer:
                 self.process.kill()
                 self.process.wait()
         self.listener.close()
+        if self._final_log is None:
+            self._final_log = self.log()
+            shutil.rmtree(self.log_path.parent, ignore_errors=True)
         return self.process.returncode
 
 

@@ -25,6 +25,11 @@ __all__ = ["ConnectionInfo"]
 _CONNECTING, _OPEN, _CLOSING, _CLOSED = ConnectionState
 
 
+def peer_of(environ: Mapping[str, Any]) -> str:
+    """The client's address in a request's environ, ``host:port``, as every log line names it."""
+    return f"{environ.get('REMOTE_ADDR', '?')}:{environ.get('REMOTE_PORT', '?')}"
+
+
 class ConnectionInfo:
     """The facts and state of one WebSocket connection (see :class:`~wsgi_ws.connection.websocket.WebSocket`)."""
 
@@ -114,7 +119,7 @@ class ConnectionInfo:
     @property
     def peer(self) -> str:
         """The client's address, ``host:port``."""
-        return f"{self.environ.get('REMOTE_ADDR', '?')}:{self.environ.get('REMOTE_PORT', '?')}"
+        return peer_of(self.environ)
 
     @property
     def options(self) -> WebSocketOptions:

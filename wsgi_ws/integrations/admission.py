@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import metrics
+from ..connection.info import peer_of
 from ..connection.limits import TokenBucket
 from ..options import WebSocketOptions, current_options
 from ..per_process import PerProcess
@@ -156,7 +157,7 @@ class Admission:
         held = self._refusals.note(ip)
         if held is not None and log.isEnabledFor(logging.INFO):
             more = f"; {held} more refused from {ip} since the last such line" if held else ""
-            log.info("ws.refuse path=%s peer=%s status=429 reason=%s%s", environ.get("PATH_INFO"), environ.get("REMOTE_ADDR"), reason, more)
+            log.info("ws.refuse path=%s peer=%s status=429 reason=%r%s", environ.get("PATH_INFO"), peer_of(environ), reason, more)
         return HTTPErrorApp(429, reason, (("Retry-After", str(retry_after)),))
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
 from .. import metrics
+from ..connection.info import peer_of
 from ..options import WebSocketOptions
 from ..protocol.errors import HandshakeRefused
 from ..protocol.handshake import HandshakeRequest, is_upgrade_request, validate_request
@@ -51,7 +52,7 @@ def refuse(
 ) -> HTTPErrorApp:
     """Count and log a refused request (``ws.refuse``); returns the app that answers it."""
     metrics.refused()
-    log.log(level, "ws.refuse path=%s peer=%s status=%s reason=%s", environ.get("PATH_INFO"), environ.get("REMOTE_ADDR"), status, reason)
+    log.log(level, "ws.refuse path=%s peer=%s status=%s reason=%r", environ.get("PATH_INFO"), peer_of(environ), status, reason)
     return HTTPErrorApp(status, reason, headers)
 
 
