@@ -332,3 +332,13 @@ def test_streaming_sessions_keep_the_careful_path() -> None:
     session.receive_data(SIMPLE[1] + SIMPLE[2])
     assert list(session.assembler.peek_parts()) == [("00", False), ("1", True), (b"00", False), (b"2", True)]
     assert not session.assembler.peek()
+
+
+def test_the_protocol_loggers_info_lines_are_off_unless_asked_for() -> None:
+    """websockets' unstructured "connection closed" (INFO) duplicated ws.close without path or peer."""
+    import logging
+
+    from wsgi_ws.protocol.session import PROTOCOL_LOGGER
+
+    assert PROTOCOL_LOGGER.name == "wsgi_ws.protocol"
+    assert not PROTOCOL_LOGGER.isEnabledFor(logging.INFO) and PROTOCOL_LOGGER.isEnabledFor(logging.WARNING)

@@ -24,6 +24,7 @@ from websockets.sync.client import connect
 from tests.constants import TIMEOUT
 from tests.nginx import free_port
 from tests.server import ROOT, GunicornServer
+from tests.waiting import wait_until
 from tests.wsclient import OP_PING, OP_TEXT, RawClient, upgrade_request
 
 pytestmark = pytest.mark.e2e
@@ -103,6 +104,16 @@ def server(request: pytest.FixtureRequest) -> Iterator[GunicornServer | FlaskRun
     running = start_kind(request.param, ROUTES, SERVER_ENV)
     yield running
     running.stop()
+
+
+def test_every_server_logs_the_accept_and_the_close(server: GunicornServer | FlaskRun) -> None:
+    """gthread and flask run logged neither (the library's logger had no handler there)."""
+    with connect(f"{server.url}/ws", open_timeout=TIMEOUT) as ws:
+        ws.send("logged")
+        assert ws.recv(timeout=TIMEOUT) == "logged"
+    wait_until(lambda: "ws.close path=/ws peer=127.0.0.1:" in server.log(), "no ws.close line")
+    assert "ws.accept path=/ws peer=127.0.0.1:" in server.log()
+    assert "connection closed" not in server.log()
 
 
 def test_echo_text_and_binary(server: GunicornServer | FlaskRun) -> None:

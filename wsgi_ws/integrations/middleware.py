@@ -27,6 +27,7 @@ from ..protocol.handshake import is_upgrade_request
 from .access_log import redact, redacted
 from .admission import admit
 from .handler import opened, run_app
+from .library_log import set_up_once
 from .proxies import ENVIRON_KEY as PROXIES_KEY
 from .proxies import TrustedProxies
 from .wsgi import ENVIRON_KEY, HTTPErrorApp, check_origin, prepare
@@ -112,6 +113,7 @@ class WebSocketMiddleware:
                     admitted()
         if not is_upgrade_request(environ):
             return self.app(environ, start_response)
+        set_up_once(environ)  # gthread, flask run: the library's lines join the server's log
         options = self.options
         gunicorn_response = getattr(start_response, "__self__", None)
         cfg = getattr(gunicorn_response, "cfg", None) if environ.get("gunicorn.socket") is not None else None

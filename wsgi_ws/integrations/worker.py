@@ -34,6 +34,7 @@ from ..options import WebSocketOptions, current_options
 from ..protocol.session import CloseCode
 from .admission import admit
 from .handler import opened, run_app
+from .library_log import join_gunicorn_log
 from .proxies import ENVIRON_KEY as PROXIES_KEY
 from .proxies import NO_PROXIES, TrustedProxies
 from .pywsgi_head import NO_HTTP_INPUT, HeadersFromEnviron, environ_headers, read_headers
@@ -320,13 +321,7 @@ class WebSocketWorker(GeventPyWSGIWorker):  # type: ignore[misc]  # gunicorn is 
 
     def init_process(self) -> None:
         """Send the library's log lines to gunicorn's error log, then start as gunicorn's gevent worker does."""
-        ours = logging.getLogger("wsgi_ws")
-        error_log = self.log.error_log
-        if not ours.handlers:
-            for handler in error_log.handlers:
-                ours.addHandler(handler)
-            ours.setLevel(error_log.level)
-            ours.propagate = False
+        join_gunicorn_log(self.log.error_log)
         warn_if_every_origin(current_options())
         super().init_process()
 

@@ -38,6 +38,12 @@ _PONG = Opcode.PONG
 _CLOSE = Opcode.CLOSE
 _OPEN = State.OPEN
 
+#: The logger the websockets package's protocol writes to. Its INFO lines ("connection closed") say nothing the
+#: ``ws.close`` line does not, without path or peer: they are shown only when asked for (set this logger's level).
+PROTOCOL_LOGGER = logging.getLogger("wsgi_ws.protocol")
+if PROTOCOL_LOGGER.level == logging.NOTSET:
+    PROTOCOL_LOGGER.setLevel(logging.WARNING)
+
 #: Pongs owed (queued, not yet written) past which the pong of a new ping replaces the last one owed.
 PONGS_OWED = 64
 
@@ -112,7 +118,7 @@ class Session:
             Side.SERVER,
             state=State.OPEN,
             max_size=(max_message_size, max_frame_size),
-            logger=logger or logging.getLogger("wsgi_ws.protocol"),
+            logger=logger or PROTOCOL_LOGGER,
         )
         self._protocol.extensions = list(extensions or [])
         # Every byte the fast path leaves goes through the splitter, so a frame still arriving reaches the parser in pieces: invalid
