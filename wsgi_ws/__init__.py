@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .exceptions import ConnectionClosedOK as ConnectionClosedOK
     from .exceptions import HandshakeError as HandshakeError
     from .exceptions import InvalidArgument as InvalidArgument
+    from .exceptions import InvalidMessage as InvalidMessage
     from .exceptions import InvalidOption as InvalidOption
     from .exceptions import InvalidState as InvalidState
     from .exceptions import WebSocketError as WebSocketError
@@ -41,6 +42,7 @@ _LAZY = {
     "ConnectionState": ".protocol.state",
     "HandshakeError": ".exceptions",
     "InvalidArgument": ".exceptions",
+    "InvalidMessage": ".exceptions",
     "InvalidOption": ".exceptions",
     "InvalidState": ".exceptions",
     "PartialMessage": ".protocol.assembler",

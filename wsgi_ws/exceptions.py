@@ -32,6 +32,7 @@ __all__ = [
     "ConnectionClosedOK",
     "HandshakeError",
     "InvalidArgument",
+    "InvalidMessage",
     "InvalidOption",
     "InvalidState",
     "WebSocketError",
@@ -92,6 +93,10 @@ class InvalidState(WebSocketError):
 
 class InvalidArgument(WebSocketError, ValueError):
     """An argument RFC 6455 forbids: a close code that may not be sent, a close reason or ping payload too long."""
+
+
+class InvalidMessage(WebSocketError, ValueError):
+    """A message the client sent is not what the handler asked for (``receive_json``: not JSON)."""
 
 
 class InvalidOption(WebSocketError, ValueError):

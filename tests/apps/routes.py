@@ -30,6 +30,15 @@ def echo(ws: WebSocket) -> None:
         ws.send(message)
 
 
+@sockets.route("/json")
+def json_echo(ws: WebSocket) -> None:
+    """receive_json / send_json: each value back as {"got": value, "type": its Python type}; not JSON: 1007."""
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            value = ws.receive_json(invalid_close_code=1007)
+            ws.send_json({"got": value, "type": type(value).__name__}, binary=value == "as binary")
+
+
 @sockets.route("/deny")
 def deny(ws: WebSocket) -> Response:
     """Refuse with a plain HTTP answer before accepting."""

@@ -24,6 +24,7 @@ from ..protocol.handshake import HandshakeRequest
 from ..protocol.session import CloseCode, Session
 from ..protocol.state import ConnectionState, Event, Lifecycle
 from .info import ConnectionInfo
+from .json_messages import JSONMessages
 from .limits import MessageRate, refuse
 from .opening import open_session
 from .transport import READ_SIZE, Transport
@@ -39,7 +40,7 @@ def _never() -> bool:
     return False
 
 
-class WebSocket(ConnectionInfo):
+class WebSocket(JSONMessages, ConnectionInfo):
     """One WebSocket connection, not yet accepted until :meth:`accept` or the first receive or send.
 
     Until it is accepted nothing has been sent to the client, and the application may still answer the
