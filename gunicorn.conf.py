@@ -6,7 +6,9 @@ A bad value stops start-up with a message that names the setting.
 """
 
 import difflib
+import errno
 import os
+import socket
 import sys
 
 import wsgi_ws
@@ -65,6 +67,29 @@ accesslog = os.environ.get("WSGI_WS_ACCESS_LOG", "-")
 if accesslog == os.devnull:  # off: gunicorn then formats no access line per request (none would be kept anyway)
     accesslog = None
 loglevel = os.environ.get("WSGI_WS_LOG_LEVEL", "info")
+
+
+def on_starting(server: object) -> None:
+    """Before gunicorn spends 5 s retrying a busy port: stop at once, saying which setting moves it (first start only;
+    a re-exec or systemd's sockets bring their own listeners)."""
+    if "GUNICORN_PID" in os.environ or "LISTEN_FDS" in os.environ:
+        return
+    for address in bind.split(","):
+        host, colon, port = address.strip().rpartition(":")
+        if not colon or not port.isdigit() or address.startswith(("unix:", "fd://")):
+            continue
+        host = host.strip("[]")
+        probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, int(port)))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                hint = "stop it, or serve elsewhere with WSGI_WS_BIND=127.0.0.1:5001"
+                sys.exit(f"Error: {address} is already in use (another server?): {hint}")
+        finally:
+            probe.close()
+
 
 # WebSocket options. The sample changes none: configure() only checks the WS_* environment variables, so a bad value
 # stops start-up with a message naming it. Pass any of these to change it, for example

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from typing import Any, cast
@@ -148,3 +149,22 @@ def test_an_error_shows_a_list_of_words_as_words_not_as_a_python_tuple() -> None
     with pytest.raises(InvalidOption) as caught:
         WebSocketOptions().with_environment({"WS_ALLOWED_ORIGINS": "https://ok.example, example.com"})
     assert str(caught.value).endswith("got 'https://ok.example', 'example.com'"), str(caught.value)
+
+
+def test_a_busy_port_stops_start_up_at_once_naming_wsgi_ws_bind() -> None:
+    """gunicorn alone retries for 5 s and ends with "Can't connect", without saying which setting moves the port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--no-control-socket", "app:app"],
+            cwd=ROOT,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "WSGI_WS_BIND": f"127.0.0.1:{port}"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and f"Error: 127.0.0.1:{port} is already in use" in output and "WSGI_WS_BIND=" in output, output
+    assert "Traceback" not in output
