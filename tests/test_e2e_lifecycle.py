@@ -6,23 +6,18 @@ import threading
 
 import pytest
 from websockets.exceptions import ConnectionClosed as WebsocketsConnectionClosed
-from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import connect
 
 from tests.conftest import ServerFactory
 from tests.constants import TIMEOUT
 from tests.server import GunicornServer
-from tests.wsclient import OP_CLOSE, OP_TEXT, RawClient, close_payload
+from tests.wsclient import OP_CLOSE, OP_TEXT, RawClient, close_payload, closed_by_server_after
 
 pytestmark = pytest.mark.e2e
 
 
 def test_handler_error_after_accept_closes_1011_logs_and_worker_lives_on(test_app_server: GunicornServer) -> None:
-    with connect(f"{test_app_server.url}/raise-after", open_timeout=TIMEOUT) as ws:
-        ws.send("trigger")
-        with pytest.raises(ConnectionClosedError) as caught:
-            ws.recv(timeout=TIMEOUT)
-    assert caught.value.rcvd is not None and caught.value.rcvd.code == 1011
+    assert closed_by_server_after(f"{test_app_server.url}/raise-after", "trigger")[0] == 1011
     with connect(f"{test_app_server.url}/ws", open_timeout=TIMEOUT) as ws:
         ws.send("still serving")
         assert ws.recv(timeout=TIMEOUT) == "still serving"

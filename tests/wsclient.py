@@ -56,6 +56,22 @@ def encode_frame(
     return header + key + masked
 
 
+def closed_by_server_after(url: str, message: str | bytes) -> tuple[int, str]:
+    """Connect to ``url`` with websockets' client, send ``message`` and return the close (code, reason) the server
+    answers it with; fails if the server sends anything else."""
+    import pytest
+    from websockets.exceptions import ConnectionClosedError
+    from websockets.sync.client import connect
+
+    with connect(url, open_timeout=TIMEOUT) as ws:
+        ws.send(message)
+        with pytest.raises(ConnectionClosedError) as caught:
+            ws.recv(timeout=TIMEOUT)
+    close = caught.value.rcvd
+    assert close is not None, "the server cut TCP without a close frame"
+    return close.code, close.reason
+
+
 def close_payload(code: int, reason: str = "") -> bytes:
     """The payload of a close frame."""
     return struct.pack("!H", code) + reason.encode("utf-8")

@@ -32,7 +32,8 @@ def echo(ws: WebSocket) -> None:
 
 @sockets.route("/json")
 def json_echo(ws: WebSocket) -> None:
-    """receive_json / send_json: each value back as {"got": value, "type": its Python type}; not JSON: 1007."""
+    """receive_json / send_json: each value back as {"got": value, "type": its Python type}; not JSON: 1007 (the
+    InvalidMessage then raised ends the handler with one log line, the connection being closed already)."""
     with contextlib.suppress(ConnectionClosed):
         while True:
             value = ws.receive_json(invalid_close_code=1007)

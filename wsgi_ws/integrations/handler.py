@@ -17,7 +17,7 @@ from typing import Any
 from .. import metrics
 from ..connection.keepalive import ConnectionMonitor
 from ..connection.websocket import WebSocket
-from ..exceptions import ConnectionClosed
+from ..exceptions import ConnectionClosed, InvalidMessage
 from ..protocol.session import CloseCode
 from .wsgi import ENVIRON_KEY, StartResponse, inline_callable
 
@@ -77,8 +77,8 @@ def run_app(
 
 def handler_failed(ws: WebSocket, error: Exception) -> None:
     """A handler raised ``error`` after accepting: log it, and close with 1011 unless the connection is closed already."""
-    if isinstance(error, ConnectionClosed):
-        log.info("WebSocket handler for %s ended on a closed connection (%s)", ws.path, error)
+    if isinstance(error, ConnectionClosed) or (isinstance(error, InvalidMessage) and ws.closed):  # receive_json closed it
+        log.info("WebSocket handler for %s ended on a closed connection (%s: %s)", ws.path, type(error).__name__, error)
         return
     log.error("WebSocket handler for %s raised; closing with 1011", ws.path, exc_info=error)
     if not ws.closed:
