@@ -68,7 +68,6 @@ def main() -> None:
         "rate + cap, this worker": per_attempt(admit_and_release(local), 50_000),
     }
     redis = Redis(Path(tempfile.mkdtemp(prefix="wsgi-ws-bench-admission-")))
-    redis.start()
     try:
         import redis as redis_py
 
