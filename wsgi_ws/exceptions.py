@@ -9,6 +9,7 @@
     ├── HandshakeError             an upgrade request refused; carries the HTTP status, reason and headers
     ├── InvalidState               the API used at the wrong moment: accept twice, options after accept, ...
     ├── InvalidArgument            an argument RFC 6455 forbids: a close code, a reason or ping too long (ValueError)
+    ├── InvalidMessage             a client's message is not what the handler asked for: receive_json (ValueError)
     └── InvalidOption              a setting has a bad value; names the setting (also ValueError)
 
 Every error carries what follows from it: a close code (``ConnectionClosed``) or an HTTP status
