@@ -82,7 +82,7 @@ def _send_plain(transport: Writable, data: bytes | memoryview, timeout: float | 
     if sent == len(data):
         return
     sock = transport.sock
-    limit = transport.send_timeout if timeout is None else timeout
+    limit = _limit(transport, timeout)
     wait = _wait_gevent if type(sock).__module__.startswith("gevent") else _wait_poll
     view = memoryview(data)
     while sent < len(view):
@@ -103,18 +103,18 @@ def _send_tls_gevent(transport: Writable, data: bytes | memoryview, timeout: flo
             sslobj.write(data)  # all or nothing; after a want, retried with the same bytes, as OpenSSL requires
             return
         except ssl.SSLWantWriteError:
-            _wait_gevent(sock, transport.send_timeout if timeout is None else timeout)
+            _wait_gevent(sock, _limit(transport, timeout))
         except ssl.SSLWantReadError:  # renegotiation: rare; a watcher of its own, as the reader may be waiting on the socket's
             from gevent.socket import wait_read
 
-            wait_read(sock.fileno(), transport.send_timeout if timeout is None else timeout)
+            wait_read(sock.fileno(), _limit(transport, timeout))
 
 
 def _send_blocking(transport: Writable, data: bytes | memoryview, timeout: float | None) -> None:
     """A socket with no send that never waits (TLS under threads): the socket's timeout bounds each send."""
     sock = transport.sock
     transport.bytes_sent += len(data)
-    limit = transport.send_timeout if timeout is None else timeout
+    limit = _limit(transport, timeout)
     if limit is not None:
         sock.settimeout(limit)
     try:
@@ -131,6 +131,11 @@ def _send_blocking(transport: Writable, data: bytes | memoryview, timeout: float
         if limit is not None:
             with contextlib.suppress(OSError):
                 sock.settimeout(None)
+
+
+def _limit(transport: Writable, timeout: float | None) -> float | None:
+    """The seconds a wait for room may last: the caller's ``timeout``, else the transport's ``send_timeout``."""
+    return transport.send_timeout if timeout is None else timeout
 
 
 def _wait_gevent(sock: Any, limit: float | None) -> None:

@@ -86,6 +86,12 @@ def proxies_of(environ: Mapping[str, Any]) -> TrustedProxies:
     return proxies
 
 
+def _proxy_in_front(environ: Mapping[str, Any]) -> TrustedProxies | None:
+    """The trusted proxies, when the peer of this request is one of them (its ``X-Forwarded-*`` are believed)."""
+    proxies = proxies_of(environ)
+    return proxies if proxies and proxies.trusts(str(environ.get("REMOTE_ADDR") or "")) else None
+
+
 def _first(value: str) -> str:
     return value.split(",", 1)[0].strip()
 
@@ -93,8 +99,8 @@ def _first(value: str) -> str:
 def client_ip(environ: Mapping[str, Any]) -> str:
     """The client's IP: the peer's, or, from a trusted proxy, the nearest untrusted hop of ``X-Forwarded-For``."""
     peer = str(environ.get("REMOTE_ADDR") or "")
-    proxies = proxies_of(environ)
-    if not proxies or not proxies.trusts(peer):
+    proxies = _proxy_in_front(environ)
+    if proxies is None:
         return peer
     forwarded = environ.get("HTTP_X_FORWARDED_FOR")
     if not forwarded:
@@ -114,8 +120,7 @@ def own_origins(environ: Mapping[str, Any]) -> list[str]:
     direct = normalize_origin(f"{scheme}://{host}")
     if direct is not None:
         origins.append(direct)
-    proxies = proxies_of(environ)
-    if proxies and proxies.trusts(str(environ.get("REMOTE_ADDR") or "")):
+    if _proxy_in_front(environ) is not None:
         proto = environ.get("HTTP_X_FORWARDED_PROTO")
         forwarded_host = environ.get("HTTP_X_FORWARDED_HOST")
         port = environ.get("HTTP_X_FORWARDED_PORT")

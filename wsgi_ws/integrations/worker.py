@@ -32,6 +32,7 @@ from ..connection.keepalive import ConnectionMonitor
 from ..connection.websocket import WebSocket
 from ..options import WebSocketOptions, current_options
 from ..protocol.session import CloseCode
+from .access_log import redact_upgrade
 from .admission import admit
 from .handler import opened, run_app
 from .library_log import join_gunicorn_log
@@ -146,8 +147,6 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
         would fail on it with a traceback (pywsgi already logged why it refused it). The query of an upgrade request
         is logged redacted (a token may be in it; the app has run and saw the real values)."""
         if self.environ is not None and getattr(self.server.log, "access_log_enabled", True):
-            from .access_log import redact_upgrade
-
             redact_upgrade(self.environ)
             super().log_request()
 
