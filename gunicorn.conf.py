@@ -10,6 +10,7 @@ import errno
 import os
 import socket
 import sys
+from typing import Any
 
 import wsgi_ws
 
@@ -69,12 +70,13 @@ if accesslog == os.devnull:  # off: gunicorn then formats no access line per req
 loglevel = os.environ.get("WSGI_WS_LOG_LEVEL", "info")
 
 
-def on_starting(server: object) -> None:
+def on_starting(server: Any) -> None:
     """Before gunicorn spends 5 s retrying a busy port: stop at once, saying which setting moves it (first start only;
-    a re-exec or systemd's sockets bring their own listeners)."""
+    a re-exec or systemd's sockets bring their own listeners). The addresses checked are the ones gunicorn will bind
+    (``--bind`` on the command line wins over ``bind`` here)."""
     if "GUNICORN_PID" in os.environ or "LISTEN_FDS" in os.environ:
         return
-    for address in bind.split(","):
+    for address in server.cfg.bind:
         host, colon, port = address.strip().rpartition(":")
         if not colon or not port.isdigit() or address.startswith(("unix:", "fd://")):
             continue

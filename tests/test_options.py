@@ -5,11 +5,14 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import urllib.request
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
 from tests.server import ROOT
+from tests.waiting import wait_until
 from wsgi_ws.exceptions import InvalidOption
 from wsgi_ws.options import WebSocketOptions
 
@@ -168,3 +171,27 @@ def test_a_busy_port_stops_start_up_at_once_naming_wsgi_ws_bind() -> None:
     output = result.stdout + result.stderr
     assert result.returncode != 0 and f"Error: 127.0.0.1:{port} is already in use" in output and "WSGI_WS_BIND=" in output, output
     assert "Traceback" not in output
+
+
+def test_the_busy_port_check_looks_at_the_address_gunicorn_will_bind(tmp_path: Path) -> None:
+    """``--bind`` on the command line wins over the file's ``bind``: a busy default port must not stop such a server."""
+    with socket.socket() as taken, socket.socket() as other:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        other.bind(("127.0.0.1", 0))
+        free_port = other.getsockname()[1]
+        other.close()
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "WSGI_WS_BIND": f"127.0.0.1:{taken.getsockname()[1]}"}
+        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--no-control-socket"]
+        log = tmp_path / "gunicorn.log"
+        with log.open("wb") as out:
+            server = subprocess.Popen([*command, "--bind", f"127.0.0.1:{free_port}", "app:app"], cwd=ROOT, env=env, stderr=out)
+        try:
+            listening = f"Listening at: http://127.0.0.1:{free_port}"
+            wait_until(lambda: listening in log.read_text() or server.poll() is not None, "gunicorn neither listened nor exited")
+            assert listening in log.read_text() and "already in use" not in log.read_text(), log.read_text()
+            with urllib.request.urlopen(f"http://127.0.0.1:{free_port}/stats", timeout=30) as response:  # and it serves
+                assert response.status == 200
+        finally:
+            server.terminate()
+            server.wait(30)
