@@ -10,7 +10,7 @@ import time
 
 from flask import Flask, Response, render_template, request
 
-from wsgi_ws import ConnectionClosed, WebSocket, current_options, metrics
+from wsgi_ws import ConnectionClosed, WebSocket, current_options, prometheus
 from wsgi_ws.flask_ext import WebSockets
 from wsgi_ws.hub import current_hub, feed
 
@@ -30,8 +30,16 @@ def index() -> str:
 
 @app.get("/stats")
 def stats() -> dict[str, int]:
-    """This worker's WebSocket counters: open connections, totals accepted, refused and closed, messages and bytes."""
-    return metrics.snapshot()
+    """The server's WebSocket counters, summed over its workers: open connections, totals accepted, refused and
+    closed, messages and bytes (one worker's without prometheus_client installed)."""
+    return prometheus.server_totals()
+
+
+@app.get("/metrics")
+def metrics_page() -> Response:
+    """Every worker's WebSocket metrics in Prometheus's text format."""
+    body, content_type = prometheus.exposition()
+    return Response(body, content_type=content_type)
 
 
 @sockets.route("/ws")

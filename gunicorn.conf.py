@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 import wsgi_ws
+import wsgi_ws.prometheus
 
 # The server's settings, each read from WSGI_WS_<NAME> below; any other WSGI_WS_* variable is a typo and stops start-up.
 _SERVER_SETTINGS = (
@@ -70,10 +71,21 @@ if accesslog == os.devnull:  # off: gunicorn then formats no access line per req
 loglevel = os.environ.get("WSGI_WS_LOG_LEVEL", "info")
 
 
+# Prometheus metrics summed over the workers (/metrics, /stats): prometheus_client's multiprocess mode in a folder of
+# this server's own (PROMETHEUS_MULTIPROC_DIR, else a temporary one); dead workers are marked in child_exit.
+try:
+    metrics_dir = wsgi_ws.prometheus.prepare_directory()
+except OSError as error:
+    sys.exit(f"Error: invalid setting PROMETHEUS_MULTIPROC_DIR: cannot make the folder ({error})")
+child_exit = wsgi_ws.prometheus.child_exit
+on_exit = wsgi_ws.prometheus.on_exit
+
+
 def on_starting(server: Any) -> None:
     """Before gunicorn spends 5 s retrying a busy port: stop at once, saying which setting moves it (first start only;
     a re-exec or systemd's sockets bring their own listeners). The addresses checked are the ones gunicorn will bind
-    (``--bind`` on the command line wins over ``bind`` here)."""
+    (``--bind`` on the command line wins over ``bind`` here). Empties the metrics folder of a previous run's files."""
+    wsgi_ws.prometheus.on_starting(server)
     if "GUNICORN_PID" in os.environ or "LISTEN_FDS" in os.environ:
         return
     for address in server.cfg.bind:

@@ -96,6 +96,7 @@ def test_page_connects_echoes_text_and_binary_and_closes_with_custom_code(page: 
 def test_page_links_the_other_pages_and_the_clock_link_connects_to_clock(page: Page, echo_server: GunicornServer) -> None:
     page.goto(f"{echo_server.http_url}/")
     assert page.locator("nav a[href='/chat']").count() == 1 and page.locator("nav a[href='/stats']").count() == 1
+    assert page.locator("nav a[href='/metrics']").count() == 1
     page.click("nav a[href='/?path=/clock']")
     expect(page.locator("#url")).to_have_value(f"ws://127.0.0.1:{echo_server.port}/clock")
     page.click("#connect")

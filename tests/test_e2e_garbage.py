@@ -55,6 +55,10 @@ garbage_streams = st.one_of(
 
 
 def test_garbage_after_the_handshake_always_ends_cleanly_and_leaks_nothing(fuzz_server: GunicornServer) -> None:
+    with RawClient(fuzz_server.port, timeout=TIMEOUT) as client:  # warm up: the metrics' files of /ws, opened once
+        client.handshake("/ws")
+    with urllib.request.urlopen(f"{fuzz_server.http_url}/metrics", timeout=TIMEOUT) as response:
+        assert b'wsgi_ws_connections_accepted_total{route="/ws"}' in response.read()
     before = stats(fuzz_server)
     outcomes: list[int | None] = []
 

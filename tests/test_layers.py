@@ -28,6 +28,7 @@ LAYERS = {
     "worker": 6,  # the short public paths of integrations
     "middleware": 6,
     "flask_ext": 6,
+    "prometheus": 6,
     "__init__": 7,
 }
 

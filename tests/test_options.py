@@ -121,6 +121,7 @@ def test_bad_environment_value_stops_gunicorn_at_start_with_the_setting_named() 
         ("WSGI_WS_GRACEFUL_TIMEOUT=soon", "invalid server setting WSGI_WS_GRACEFUL_TIMEOUT: cannot read 'soon'"),
         ("WSGI_WS_WORKER=2", "invalid server setting WSGI_WS_WORKER: unknown setting; did you mean WSGI_WS_WORKERS?"),
         ("WS_KEEPALIVE_INTERVAL=30", "WS_KEEPALIVE_INTERVAL: unknown setting; did you mean 'WS_KEEP_ALIVE_INTERVAL'?"),
+        ("PROMETHEUS_MULTIPROC_DIR=/dev/null/metrics", "invalid setting PROMETHEUS_MULTIPROC_DIR: cannot make the folder"),
     ],
 )
 def test_a_bad_or_misspelt_server_variable_stops_start_up_naming_it_without_a_traceback(setting: str, expected: str) -> None:

@@ -36,6 +36,7 @@ def test_wheel_is_typed_versioned_and_declares_ranges() -> None:
     assert every_module <= names, f"missing from the wheel: {sorted(every_module - names)}"
     assert not any(name.startswith(("tests/", "bench/")) for name in names)
     assert f"Version: {wsgi_ws.__version__}" in metadata
+    assert "License-Expression: MIT" in metadata and any(name.endswith("licenses/LICENSE") for name in names), "the license travels"
     requirements = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     assert requirements and all("==" not in line.split(";")[0] for line in requirements), "library dependencies are ranges"
 

@@ -13,7 +13,7 @@ import time
 import greenlet
 from flask import Blueprint, Flask, Response, abort, request
 
-from wsgi_ws import ConnectionClosed, WebSocket, metrics
+from wsgi_ws import ConnectionClosed, WebSocket, metrics, prometheus
 from wsgi_ws.flask_ext import WebSockets
 from wsgi_ws.hub import current_hub
 from wsgi_ws.hub.presence import PresenceEntry
@@ -218,6 +218,13 @@ def hub_member(ws: WebSocket, group: str) -> None:
                     time.sleep(50 / float(rate))  # a steady publisher, slower than any healthy reader
         else:
             hub.publish(group, message, exclude=skip)
+
+
+@app.get("/metrics")
+def metrics_page() -> Response:
+    """Every worker's Prometheus metrics."""
+    body, content_type = prometheus.exposition()
+    return Response(body, content_type=content_type)
 
 
 @app.get("/hub-stats")

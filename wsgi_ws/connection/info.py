@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from ..exceptions import ConnectionClosed, InvalidState, from_protocol
+from ..metrics import Buckets
 from ..options import WebSocketOptions
 from ..protocol.handshake import HandshakeRequest
 from ..protocol.session import CloseCode, Session
@@ -49,6 +50,7 @@ class ConnectionInfo:
         "_started",
         "_subprotocol",
         "environ",
+        "message_sizes",
         "messages_received",
         "messages_sent",
         "transport",
@@ -60,6 +62,8 @@ class ConnectionInfo:
     user: str | None
     messages_received: int
     messages_sent: int
+    #: The buckets its received and sent messages' sizes are counted in (its route's, once accepted).
+    message_sizes: tuple[Buckets, Buckets]
     transport: Transport
     _buffered: bytes
     _close_socket: bool

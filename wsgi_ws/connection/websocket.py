@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..exceptions import InvalidArgument, InvalidState, from_protocol
+from ..metrics import NOT_COUNTED
 from ..options import WebSocketOptions
 from ..protocol.assembler import Message, PartialMessage
 from ..protocol.errors import ProtocolError
@@ -78,6 +79,7 @@ class WebSocket(JSONMessages, ConnectionInfo):
         self._started = time.monotonic()
         #: Messages each way, for logs and metrics.
         self.messages_received = self.messages_sent = 0
+        self.message_sizes = NOT_COUNTED
         self.user = None
         self._rate = MessageRate.of(options.max_messages_per_second, options.max_bytes_per_second)
 
@@ -136,17 +138,14 @@ class WebSocket(JSONMessages, ConnectionInfo):
         session = self._session or self._open_session()
         assembler = session.assembler
         if assembler:  # whole messages wait (the assembler is their queue; truth is one C call)
-            self.messages_received += 1
-            taken = assembler.take()
-            return taken if self._rate is None or self._rate.allows(taken) else self._over_limit()
+            return _received(self, assembler.take())
         if session.streaming:
             return _receive_assembled(self, timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.transport.wait_for(session, assembler.waiting, deadline):
             message = assembler.pop_message()
             if message is not None:  # else another receiver was quicker
-                self.messages_received += 1
-                return message if self._rate is None or self._rate.allows(message) else self._over_limit()
+                return _received(self, message)
         self._end_of_messages()
         return None
 
@@ -238,6 +237,7 @@ class WebSocket(JSONMessages, ConnectionInfo):
             except UnicodeDecodeError as exc:
                 raise InvalidArgument(f"a text message must be UTF-8: {exc}") from None
             self.messages_sent += 1
+            self.message_sizes[1].add(len(message))
             # Cork while the handler has received messages left to answer: it will send again soon.
             if transport.corking and session.assembler and transport.cork(len(message)):
                 return
@@ -340,6 +340,14 @@ class WebSocket(JSONMessages, ConnectionInfo):
         finally:
             lifecycle.handle(Event.CLOSE_DONE)
             self.transport.linger_and_close(self._options.close_timeout, self._close_socket)
+
+
+def _received(ws: WebSocket, message: Message) -> Message | None:
+    """A whole message was received: count it (and its size), then hand it over, unless it is over the rate limit."""
+    ws.messages_received += 1
+    ws.message_sizes[0].add(len(message))
+    rate = ws._rate
+    return message if rate is None or rate.allows(message) else ws._over_limit()
 
 
 def _receive_assembled(ws: WebSocket, timeout: float | None) -> Message | None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..connection.websocket import WebSocket
 from ..exceptions import ConnectionClosed
+from ..metrics import LAG_BOUNDS, Buckets
 from ..protocol.errors import ProtocolError
 from ..protocol.session import CloseCode
 from .history import Position
@@ -41,7 +42,7 @@ SLOW_REASON = "too slow: fell behind the broadcast"
 class Counters:
     """What one worker's hub has done (plain integers: counted without a lock, read by ``/stats``)."""
 
-    __slots__ = ("closed_slow", "delivered", "dropped", "filled", "lost", "received", "replayed")
+    __slots__ = ("closed_slow", "delivered", "dropped", "filled", "lag", "lost", "received", "replayed")
 
     def __init__(self) -> None:
         #: Messages this worker received from the backend (for groups it has members of).
@@ -58,6 +59,8 @@ class Counters:
         self.filled = 0
         #: Times members of a recoverable group were told messages were lost (``recovered=False``).
         self.lost = 0
+        #: Seconds from this worker's receipt of a message to its write to a member's socket, one count per delivery.
+        self.lag = Buckets(LAG_BOUNDS)
 
     def as_dict(self) -> dict[str, int]:
         """The counters, named as ``/stats`` shows them."""
@@ -176,7 +179,7 @@ class Member:
             return items if session is not None and session.is_open else []  # else closing: nothing more for it
         sent = transport.try_write(blob)
         if sent == len(blob):
-            self._delivered(len(items))
+            self._delivered(items, len(items))
             return []
         if sent < 0:
             return []  # the socket broke; the handler sees the end
@@ -193,14 +196,17 @@ class Member:
                 session = self.transport.session
                 assert session is not None
                 session.send_frames([frame[sent - start :]])  # must be the next bytes on the wire
-                self._delivered(index + 1)
+                self._delivered(items, index + 1)
                 return items[index + 1 :]
         return []  # not reached: a partial write ends inside some frame
 
-    def _delivered(self, count: int) -> None:
-        """``count`` messages went to the socket or the session: the connection's and the hub's counts."""
+    def _delivered(self, items: list[Outgoing], count: int) -> None:
+        """The first ``count`` of ``items`` went to the socket or the session: the connection's and the hub's counts,
+        and the lag since the oldest of them arrived (counted for each of them)."""
         self.ws.messages_sent += count
-        self.counters.delivered += count
+        counters = self.counters
+        counters.delivered += count
+        counters.lag.add(time.monotonic() - items[0].received_at, count)
 
     def _queue(self, items: list[Outgoing]) -> None:
         """Add ``items`` to the backlog under the member's bounds and policy, and make sure a writer runs."""
@@ -274,7 +280,7 @@ class Member:
                         else:
                             kind = self.kind
                             session.send_frames([item.frame_for(kind) for item in batch])
-                        self._delivered(len(batch))
+                        self._delivered(batch, len(batch))
                     if not transport.write_pending():
                         break
         except (ProtocolError, ConnectionClosed):  # the connection closed meanwhile: the rest is not for anyone

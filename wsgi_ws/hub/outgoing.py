@@ -3,6 +3,7 @@ rendered once per :class:`Format` (what a join asked its messages to be sent as)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,10 +32,12 @@ class Format:
 class Outgoing:
     """One published message: its group, its payload, who sent it, and its wire frames, each built at most once."""
 
-    __slots__ = ("_deflated", "_rendered", "frame", "group", "message", "payload", "position", "sender", "text")
+    __slots__ = ("_deflated", "_rendered", "frame", "group", "message", "payload", "position", "received_at", "sender", "text")
 
     def __init__(self, group: str, message: Message, sender: bytes = b"", position: Position | None = None) -> None:
         self.group = group
+        #: When this worker got it (``time.monotonic()``): the hub's delivery lag counts from here.
+        self.received_at = time.monotonic()
         #: Where it stands in its group (recoverable groups only).
         self.position = position
         self._rendered: dict[Format, Outgoing] | None = None
@@ -77,6 +80,7 @@ class Outgoing:
         if item is None:
             message = fmt.render(Delivery(self.group, self.message, self.position))
             item = cache[fmt] = Outgoing(self.group, message, self.sender, self.position)
+            item.received_at = self.received_at
         return item
 
 

@@ -58,6 +58,7 @@ def _make_process_hub() -> Hub:
         defer = gevent.spawn
     hub = make_hub(current_options(), spawn_background, defer=defer)
     metrics.add_source(hub.counters.as_dict)
+    metrics.add_histogram("hub_delivery_lag_seconds", hub.counters.lag)
     atexit.register(hub.stop_presence)  # a clean exit takes this worker's presence entries at once
     return hub
 

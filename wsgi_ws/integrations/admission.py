@@ -81,7 +81,7 @@ class Admission:
         if rate is not None:
             wait = self._over_rate(key, rate)
             if wait:
-                return self._refuse(environ, ip, f"over {rate:g} new connections per second from {ip}", wait)
+                return self._refuse(environ, ip, f"over {rate:g} new connections per second from {ip}", wait, "ip_rate")
         if cap is None:
             return None
         return self._take(environ, key, cap)
@@ -114,13 +114,17 @@ class Admission:
             else:
                 if open_now is None:
                     return lambda: self._release_shared(shared, scope, ip)
-                return self._refuse(environ, ip, f"{open_now} connections open from {ip} (max_connections_per_ip={cap})", CAP_RETRY_AFTER)
+                return self._refuse(
+                    environ, ip, f"{open_now} connections open from {ip} (max_connections_per_ip={cap})", CAP_RETRY_AFTER, "ip_connections"
+                )
         with self._lock:
             count = self._open.get(key, 0)
             if count < cap:
                 self._open[key] = count + 1
                 return lambda: self._release_local(key)
-        return self._refuse(environ, ip, f"{count} connections open from {ip} (max_connections_per_ip={cap})", CAP_RETRY_AFTER)
+        return self._refuse(
+            environ, ip, f"{count} connections open from {ip} (max_connections_per_ip={cap})", CAP_RETRY_AFTER, "ip_connections"
+        )
 
     def _release_local(self, key: tuple[str, str]) -> None:
         with self._lock:
@@ -152,8 +156,8 @@ class Admission:
             more = f" ({held} more failures since the last such line)" if held else ""
             log.warning("admission: Redis failed (%s); counting this worker's connections only until it answers%s", error, more)
 
-    def _refuse(self, environ: Mapping[str, Any], ip: str, reason: str, retry_after: int) -> HTTPErrorApp:
-        metrics.limited()
+    def _refuse(self, environ: Mapping[str, Any], ip: str, reason: str, retry_after: int, why: str) -> HTTPErrorApp:
+        metrics.refused(environ, why)
         held = self._refusals.note(ip)
         if held is not None and log.isEnabledFor(logging.INFO):
             more = f"; {held} more refused from {ip} since the last such line" if held else ""

@@ -27,6 +27,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, request
 
+from .. import metrics
 from ..connection.websocket import WebSocket
 from ..exceptions import InvalidOption
 from ..options import CONFIG_PREFIX, PER_SERVER, WebSocketOptions, configure, current_options
@@ -147,6 +148,8 @@ def _register(target: Flask | Blueprint, rule: str, handler: Handler, kwargs: di
     @functools.wraps(handler)
     def view(**values: Any) -> Any:
         ws: WebSocket | None = request.environ.get(ENVIRON_KEY)
+        if request.url_rule is not None:
+            request.environ[metrics.ROUTE_KEY] = request.url_rule.rule  # the metrics' route label
         if ws is None:
             return HTTPErrorApp(400, _NOT_WEBSOCKET)
         release = None

@@ -19,7 +19,8 @@ from ..connection.keepalive import ConnectionMonitor
 from ..connection.websocket import WebSocket
 from ..exceptions import ConnectionClosed, InvalidMessage
 from ..protocol.session import CloseCode
-from .wsgi import ENVIRON_KEY, StartResponse, inline_callable
+from .prometheus import ensure_exporting
+from .wsgi import ENVIRON_KEY, REFUSED_KEY, StartResponse, inline_callable
 
 __all__ = ["finish", "handler_failed", "opened", "run_app"]
 
@@ -29,6 +30,7 @@ log = logging.getLogger("wsgi_ws")
 def opened(monitor: ConnectionMonitor, ws: WebSocket) -> None:
     """Register a connection that was just accepted: keep-alive, metrics, the ``ws.accept`` log line."""
     monitor.add(ws)
+    ensure_exporting()
     metrics.opened(ws)
     if log.isEnabledFor(logging.INFO):  # the arguments cost more than the cached level check
         log.info(
@@ -67,6 +69,8 @@ def run_app(
         raise
     if not ws.accepted:
         ws.request_ended()
+        if not environ.get(REFUSED_KEY):  # else counted when refused (a route's origin or limits)
+            metrics.refused(environ, "application")
         return result  # an ordinary HTTP answer (403, 404, ...)
     close = getattr(result, "close", None)
     if close is not None:

@@ -36,6 +36,7 @@ from .access_log import redact_upgrade
 from .admission import admit
 from .handler import opened, run_app
 from .library_log import join_gunicorn_log
+from .prometheus import ensure_exporting
 from .proxies import ENVIRON_KEY as PROXIES_KEY
 from .proxies import NO_PROXIES, TrustedProxies
 from .pywsgi_head import NO_HTTP_INPUT, HeadersFromEnviron, environ_headers, read_headers
@@ -182,7 +183,7 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
         state = self.worker_state
         if state.limit is not None and state.active > state.limit:
             reason = f"server at capacity: worker_connections ({state.limit}) reached; retry later"
-            self._answer(refuse(environ, 503, reason, (("Retry-After", "1"),), logging.WARNING))
+            self._answer(refuse(environ, 503, reason, (("Retry-After", "1"),), logging.WARNING, why="capacity"))
             return
         options = state.options
         if state.proxies:
@@ -195,7 +196,7 @@ class WebSocketHandler(PyWSGIHandler):  # type: ignore[misc]  # gunicorn is unty
             self._answer(prepared)
             return
         if state.stopping:  # accepted before the worker began going away: a new worker will serve the retry
-            self._answer(refuse(environ, 503, "server shutting down; retry later", (("Retry-After", "1"),)))
+            self._answer(refuse(environ, 503, "server shutting down; retry later", (("Retry-After", "1"),), why="shutdown"))
             return
         admitted = admit(environ, options)
         if isinstance(admitted, HTTPErrorApp):  # over a per-IP limit: 429 (counted, logged once per IP per interval)
@@ -332,6 +333,7 @@ class WebSocketWorker(GeventPyWSGIWorker):  # type: ignore[misc]  # gunicorn is 
             self.reloader._callback = self._reload
         if not self.alive:
             return
+        ensure_exporting()  # every worker exports its counts, also one never scraped (after gunicorn's signal handlers)
         self.servers = [self._start_server(listener) for listener in self.sockets]
         while self.alive and not self.state.stopping:
             self.notify()

@@ -19,6 +19,7 @@ from ..options import WebSocketOptions
 from ..protocol.errors import HandshakeRefused
 from ..protocol.handshake import HandshakeRequest, is_upgrade_request, validate_request
 from ..protocol.origins import ALLOW_ALL
+from .prometheus import ensure_exporting
 from .proxies import own_origins
 
 __all__ = ["ENVIRON_KEY", "HTTPErrorApp", "StartResponse", "check_origin", "inline_callable", "prepare", "refuse", "warn_if_every_origin"]
@@ -27,6 +28,9 @@ log = logging.getLogger("wsgi_ws")
 
 #: The environ key under which the WebSocket is handed to the application (gevent-websocket's key).
 ENVIRON_KEY = "wsgi.websocket"
+
+#: Set in the environ of a request :func:`refuse` counted (so the app's HTTP answer to it is not counted again).
+REFUSED_KEY = "wsgi_ws.refused"
 
 StartResponse = Callable[..., Any]
 
@@ -48,10 +52,20 @@ def check_origin(environ: MutableMapping[str, Any], options: WebSocketOptions) -
 
 
 def refuse(
-    environ: MutableMapping[str, Any], status: int, reason: str, headers: tuple[tuple[str, str], ...] = (), level: int = logging.INFO
+    environ: MutableMapping[str, Any],
+    status: int,
+    reason: str,
+    headers: tuple[tuple[str, str], ...] = (),
+    level: int = logging.INFO,
+    why: str | None = None,
 ) -> HTTPErrorApp:
-    """Count and log a refused request (``ws.refuse``); returns the app that answers it."""
-    metrics.refused()
+    """Count and log a refused request (``ws.refuse``); returns the app that answers it.
+
+    ``why`` is the word it is counted under (``capacity``, ``shutdown``); by default ``origin`` for a 403, else
+    ``handshake``."""
+    ensure_exporting()
+    metrics.refused(environ, why or ("origin" if status == 403 else "handshake"))
+    environ[REFUSED_KEY] = True
     log.log(level, "ws.refuse path=%s peer=%s status=%s reason=%r", environ.get("PATH_INFO"), peer_of(environ), status, reason)
     return HTTPErrorApp(status, reason, headers)
 
