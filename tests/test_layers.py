@@ -162,6 +162,8 @@ TEST_MODULE = {
     "hub/people.py": "test_e2e_presence.py",
     "testing/__init__.py": "test_testing.py",
     "testing/live.py": "test_testing.py",
+    "testing/client.py": "test_test_client.py",
+    "testing/wsgi_server.py": "test_test_client.py",
 }
 
 
