@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, Inv
 import wsgi_ws.options
 from tests.apps.gws_style import app as gws_app
 from tests.constants import TIMEOUT
+from tests.server import ROOT
 from wsgi_ws import WebSocket, configure
 from wsgi_ws.flask_ext import WebSockets
 from wsgi_ws.hub import current_hub
@@ -335,6 +336,9 @@ def test_no_thread_or_socket_is_left_behind(client: TestClient) -> None:
         with client.connect("/echo") as ws:
             ws.send("x")
             assert ws.recv(timeout=TIMEOUT) == "x"
+        assert ws.keepalive_thread is not None and not ws.keepalive_thread.is_alive(), "the client's threads end with close()"
+        assert not ws.recv_events_thread.is_alive()
+        assert threading.active_count() == threads, f"at once, not some time later: {threading.enumerate()}"
         with pytest.raises(InvalidStatus):
             client.connect("/private")
     assert client.request("/echo").status == 400
@@ -359,3 +363,14 @@ def test_base_urls() -> None:
     assert BaseURL.parse("http://[::1]:8080").netloc == "[::1]:8080"
     with pytest.raises(ValueError, match="base_url"):
         BaseURL.parse("ftp://x")
+
+
+def test_the_readmes_fast_client_example_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "TestClient(" in b]
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    tests = [function for name, function in namespace.items() if name.startswith("test_") and callable(function)]
+    assert tests
+    for test in tests:
+        test()
