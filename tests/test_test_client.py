@@ -116,9 +116,20 @@ def room(ws: WebSocket) -> None:
         hub.publish("test-client-room", message)
 
 
+@sockets.route("/deflate", compression=True)
+def deflate(ws: WebSocket) -> None:
+    ws.accept()  # negotiated with it
+    ws.send("compressed" if ws.compressed else "plain")
+    ws.receive()
+
+
+@pytest.fixture(autouse=True)
+def forget() -> None:
+    seen.clear()
+
+
 @pytest.fixture
 def client() -> Iterator[TestClient]:
-    seen.clear()
     with TestClient(app) as made:
         yield made
 
@@ -143,6 +154,16 @@ def test_the_subprotocol_is_negotiated_by_the_routes_option(client: TestClient) 
         assert ws.recv(timeout=TIMEOUT) == "speaking chat.v2"
         ws.send("ok")
     assert seen["chat"] == "ok"
+
+
+def test_compression_is_negotiated_by_the_routes_option(client: TestClient) -> None:
+    with client.connect("/deflate") as ws:  # websockets offers permessage-deflate by default
+        assert ws.recv(timeout=TIMEOUT) == "compressed"
+        assert ws.response is not None and "permessage-deflate" in (ws.response.headers.get("Sec-WebSocket-Extensions") or "")
+    with client.connect("/deflate", compression=None) as ws:
+        assert ws.recv(timeout=TIMEOUT) == "plain"
+    with client.connect("/echo") as ws:
+        assert ws.response is not None and ws.response.headers.get("Sec-WebSocket-Extensions") is None, "off by default"
 
 
 def test_same_origin_by_default_and_403_for_another_origin_before_the_app_runs(client: TestClient) -> None:
@@ -290,6 +311,16 @@ def test_a_plain_wsgi_app_with_the_middleware_works_too() -> None:
         with pytest.raises(ConnectionClosedError) as closed:
             ws.recv(timeout=TIMEOUT)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4321
+
+
+def test_a_wsgi_app_that_never_calls_start_response_is_a_500_and_its_error() -> None:
+    def broken(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        return []
+
+    with TestClient(broken) as client, pytest.raises(RuntimeError, match="without calling start_response"):
+        client.connect("/ws")
+    with TestClient(broken, raise_server_exceptions=False) as client:
+        assert client.request("/").status == 500
 
 
 def test_a_handler_that_never_returns_is_a_timeout_not_a_hang() -> None:

@@ -140,7 +140,6 @@ class TestClient:
         kwargs.setdefault("open_timeout", self.timeout)
         kwargs.setdefault("close_timeout", self.timeout)
         kwargs.setdefault("create_connection", TestConnection)
-        kwargs.setdefault("proxy", None)
         own, theirs = socket.socketpair()
         finish = self._start(theirs, path)
         try:

@@ -112,6 +112,8 @@ def serve_request(
         result = app(environ, start_response)
         if not _taken_over(environ):
             chunks.extend(result)
+            if not started:
+                raise RuntimeError("the WSGI app returned without calling start_response")
     except Exception as error:
         served.error = error
         if not _taken_over(environ):
