@@ -274,6 +274,21 @@ def test_the_process_options_of_configure_apply(client: TestClient, monkeypatch:
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
 
 
+def test_websocket_keys_of_the_flask_config_apply(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wsgi_ws.options, "_explicit", {})
+    monkeypatch.setattr(wsgi_ws.options, "_current", None)
+    configured = Flask("configured")
+    configured.config["WEBSOCKET_MAX_MESSAGE_SIZE"] = "8"
+    WebSockets(configured).route("/echo")(echo)
+    with TestClient(configured) as client, client.connect("/echo") as ws:
+        ws.send("x" * 8)
+        assert ws.recv(timeout=TIMEOUT) == "x" * 8
+        ws.send("x" * 9)
+        with pytest.raises(ConnectionClosedError) as closed:
+            ws.recv(timeout=TIMEOUT)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
 def test_the_server_closes_with_a_code_and_the_client_closes_with_one(client: TestClient) -> None:
     with client.connect("/bye") as ws:
         ws.send("now")
