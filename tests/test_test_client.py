@@ -318,6 +318,13 @@ def test_headers_cookies_query_and_path_reach_the_handler(client: TestClient) ->
     assert environ["HTTP_X_TEST"] == "yes", "X_Test did not overwrite it"
 
 
+def test_a_keyword_websockets_would_ignore_is_refused(client: TestClient) -> None:
+    with pytest.raises(TypeError, match=r"headers \(headers go in additional_headers=\)"):
+        client.connect("/echo", headers={"X-Test": "yes"})
+    with pytest.raises(TypeError, match="sock"):
+        client.connect("/echo", sock=None)
+
+
 def test_a_plain_wsgi_app_with_the_middleware_works_too() -> None:
     with TestClient(WebSocketMiddleware(gws_app)) as client, client.connect("/any") as ws:
         ws.send("hi")

@@ -21,6 +21,7 @@ gevent. The client is the one ``serve().connect()`` gives, so a test moves betwe
 from __future__ import annotations
 
 import http.client
+import inspect
 import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -34,6 +35,10 @@ from .wsgi_server import BaseURL, Served, serve_request
 __all__ = ["HTTPResponse", "TestClient", "TestConnection"]
 
 WSGIApp = Callable[..., Iterable[bytes]]
+
+#: The keywords ``websockets.sync.client.connect`` names; any other would go to ``socket.create_connection``, which
+#: the test client never calls (it hands over its own socket), so it is refused instead of silently ignored.
+_CONNECT_KEYWORDS = frozenset(name for name, p in inspect.signature(connect).parameters.items() if p.kind is p.KEYWORD_ONLY)
 
 
 class TestConnection(ClientConnection):
@@ -132,11 +137,16 @@ class TestClient:
     def connect(self, path: str = "/", **kwargs: Any) -> TestConnection:
         """Open a WebSocket to ``path`` (with its query string); the keywords are ``websockets.sync.client.connect``'s
         (``origin=``, ``subprotocols=``, ``additional_headers=``, ``compression=``, ``max_size=``, ...), as for
-        ``serve().connect()``. Use the answer in a ``with`` block.
+        ``serve().connect()``; any other keyword (which websockets would hand to ``socket.create_connection``, never
+        called here: ``headers=``, ``address=``) is a ``TypeError``. Use the answer in a ``with`` block.
 
         A refused upgrade (403, 400, 426, 429, the app's own 401 or 404 before accept) raises the ``websockets``
         package's ``InvalidStatus``, whose ``response`` has the status, headers and body, after the app returned.
         """
+        unknown = sorted(set(kwargs) - _CONNECT_KEYWORDS - {"sock"})
+        if unknown or "sock" in kwargs:
+            hint = " (headers go in additional_headers=)" if "headers" in unknown else ""
+            raise TypeError(f"connect() got keywords websockets' connect() does not take here: {', '.join(unknown) or 'sock'}{hint}")
         kwargs.setdefault("open_timeout", self.timeout)
         kwargs.setdefault("close_timeout", self.timeout)
         kwargs.setdefault("create_connection", TestConnection)
