@@ -20,7 +20,7 @@ from wsgi_ws import metrics
 from wsgi_ws.connection.keepalive import ConnectionMonitor
 from wsgi_ws.connection.websocket import WebSocket
 from wsgi_ws.exceptions import ConnectionClosed, InvalidState
-from wsgi_ws.integrations.handler import opened, run_app
+from wsgi_ws.integrations.handler import HANDLER_ERROR, opened, run_app
 from wsgi_ws.options import WebSocketOptions
 from wsgi_ws.protocol.handshake import HandshakeRequest
 
@@ -97,6 +97,8 @@ def test_an_error_after_accept_closes_with_1011_and_logs_the_traceback(
     frame = peer.read_frame()
     assert frame is not None and frame.opcode == OP_CLOSE and frame.close_code == 1011
     assert "raised; closing with 1011" in caplog.text and "RuntimeError: handler bug" in caplog.text
+    error = environ[HANDLER_ERROR]
+    assert isinstance(error, RuntimeError) and str(error) == "handler bug", "left for the caller (the test client re-raises it)"
 
 
 def test_a_handler_ending_on_a_closed_connection_is_no_error(
@@ -115,6 +117,7 @@ def test_a_handler_ending_on_a_closed_connection_is_no_error(
     with caplog.at_level(logging.INFO, logger="wsgi_ws"):
         run_app(app, environ, start_response, ws, monitor)
     assert "ended on a closed connection" in caplog.text and "Traceback" not in caplog.text
+    assert HANDLER_ERROR not in environ, "a normal end: nothing for the test client to raise"
 
 
 def test_an_http_answer_before_accept_is_passed_through_and_ends_the_request(

@@ -161,6 +161,10 @@ TEST_MODULE = {
     "hub/fanout.py": "test_hub.py",
     "hub/process.py": "test_e2e_hub.py",
     "hub/people.py": "test_e2e_presence.py",
+    "testing/__init__.py": "test_testing.py",
+    "testing/live.py": "test_testing.py",
+    "testing/client.py": "test_test_client.py",
+    "testing/wsgi_server.py": "test_test_client.py",
 }
 
 

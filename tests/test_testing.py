@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.constants import TIMEOUT
-from wsgi_ws.testing import TestServer, serve
+from wsgi_ws.testing import TestClient, TestServer, serve
 
 pytestmark = pytest.mark.e2e
 
@@ -45,3 +48,26 @@ def test_wait_for_log_waits_for_a_line_written_after_the_client_is_done_and_time
         assert "ws.close path=/ws" in server.wait_for_log("ws.close path=/ws")
         with pytest.raises(TimeoutError, match="never written"):
             server.wait_for_log("never written", timeout=0.2)
+
+
+def _fast() -> AbstractContextManager[Any]:
+    from app import app
+
+    return TestClient(app)
+
+
+def _served() -> AbstractContextManager[Any]:
+    return serve("app:app", cwd=ROOT, env={"PYTHONPATH": str(ROOT)})
+
+
+@pytest.mark.parametrize("make", [_fast, _served], ids=["TestClient", "serve"])
+def test_one_test_body_runs_on_the_fast_client_and_on_a_real_server(make: Callable[[], AbstractContextManager[Any]]) -> None:
+    with make() as client:  # the one line that differs
+        with client.connect("/ws") as ws:
+            ws.send("hi")
+            assert ws.recv(timeout=TIMEOUT) == "hi"
+            ws.send(b"\x01")
+            assert ws.recv(timeout=TIMEOUT) == b"\x01"
+        with pytest.raises(InvalidStatus) as caught:
+            client.connect("/ws", origin="https://evil.example")
+        assert caught.value.response.status_code == 403 and b"is not this server's" in caught.value.response.body

@@ -22,9 +22,13 @@ from ..protocol.session import CloseCode
 from .prometheus import ensure_exporting
 from .wsgi import ENVIRON_KEY, REFUSED_KEY, StartResponse, inline_callable
 
-__all__ = ["finish", "handler_failed", "opened", "run_app"]
+__all__ = ["HANDLER_ERROR", "finish", "handler_failed", "opened", "run_app"]
 
 log = logging.getLogger("wsgi_ws")
+
+#: The environ key where :func:`handler_failed` leaves the exception a handler raised after accepting (the one that
+#: closed the connection with 1011), for whoever called the app: ``wsgi_ws.testing.TestClient`` re-raises it.
+HANDLER_ERROR = "wsgi_ws.handler_error"
 
 
 def opened(monitor: ConnectionMonitor, ws: WebSocket) -> None:
@@ -80,10 +84,15 @@ def run_app(
 
 
 def handler_failed(ws: WebSocket, error: Exception) -> None:
-    """A handler raised ``error`` after accepting: log it, and close with 1011 unless the connection is closed already."""
+    """A handler raised ``error`` after accepting: log it, and close with 1011 unless the connection is closed already.
+
+    The error is also left in the request's environ under :data:`HANDLER_ERROR` (not one that ended the handler on a
+    connection that had already closed: that is a normal end, logged as one line)."""
     if isinstance(error, ConnectionClosed) or (isinstance(error, InvalidMessage) and ws.closed):  # receive_json closed it
         log.info("WebSocket handler for %s ended on a closed connection (%s: %s)", ws.path, type(error).__name__, error)
         return
+    if isinstance(ws.environ, MutableMapping):
+        ws.environ[HANDLER_ERROR] = error
     log.error("WebSocket handler for %s raised; closing with 1011", ws.path, exc_info=error)
     if not ws.closed:
         with contextlib.suppress(OSError):  # the connection broke meanwhile

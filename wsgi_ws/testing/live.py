@@ -1,4 +1,4 @@
-"""Testing your own WebSocket handlers for real: serve the app in gunicorn on a free loopback port, connect to it.
+"""End-to-end tests of your own WebSocket handlers: serve the app in gunicorn on a free loopback port, connect to it.
 
 ::
 
