@@ -1,4 +1,5 @@
-"""The README's Python examples: each one compiles, and every wsgi_ws import in them resolves."""
+"""The Python examples of the README and of the docs pages (docs/*.md): each one compiles, and every wsgi_ws import in
+them resolves. The README is the short front page; most examples live in the pages it links to."""
 
 from __future__ import annotations
 
@@ -13,14 +14,20 @@ from tests.server import ROOT
 
 pytestmark = pytest.mark.unit
 
-BLOCKS = [textwrap.dedent(block) for block in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCKS = [
+    (page.relative_to(ROOT).as_posix(), textwrap.dedent(block))
+    for page in PAGES
+    for block in re.findall(r"^[ \t]*```python\n(.*?)^[ \t]*```", page.read_text(), re.S | re.M)
+]
 
 
-def test_the_readme_has_examples() -> None:
+def test_the_readme_and_the_docs_have_examples() -> None:
+    assert any(page == "README.md" for page, _ in BLOCKS), "the README's sample handler"
     assert len(BLOCKS) >= 8
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[f"example-{n}" for n in range(len(BLOCKS))])
+@pytest.mark.parametrize("block", [block for _, block in BLOCKS], ids=[f"{page}-example-{n}" for n, (page, _) in enumerate(BLOCKS)])
 def test_each_example_compiles_and_its_imports_resolve(block: str) -> None:
     tree = ast.parse(block)
     for node in ast.walk(tree):
