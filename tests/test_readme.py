@@ -35,3 +35,17 @@ def test_each_example_compiles_and_its_imports_resolve(block: str) -> None:
             module = importlib.import_module(node.module)
             for alias in node.names:
                 assert hasattr(module, alias.name), f"from {node.module} import {alias.name}"
+
+
+def _anchors(page: str) -> set[str]:
+    """The anchors of a page's headings, as GitHub and MkDocs both make them for the headings these pages use."""
+    headings = re.findall(r"^#+ (.+)$", re.sub(r"^```.*?^```", "", page, flags=re.S | re.M), re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def test_the_readme_links_to_docs_pages_that_exist() -> None:
+    links = re.findall(r"\]\((docs/[^)#]+\.md)(?:#([^)]+))?\)", (ROOT / "README.md").read_text())
+    assert len({page for page, _ in links}) >= 10
+    for page, anchor in links:
+        assert (ROOT / page).is_file(), page
+        assert not anchor or anchor in _anchors((ROOT / page).read_text()), f"{page}#{anchor}"
