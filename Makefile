@@ -43,8 +43,9 @@ lint: install-test
 # The docs site (mkdocs.yml, docs/) into site/; --strict turns every warning (a broken link, a docstring that does not
 # parse, a cross-reference that resolves to nothing) into a failure. `.venv/bin/mkdocs serve` to read it while editing.
 # NO_MKDOCS_2_WARNING: Material's end-of-life banner, printed on every build, is not a warning about these docs.
+# Not --quiet: it hides the warnings from --strict too, and the build then passes whatever it finds.
 docs: install-test
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 test: lint docs
 	$(BIN)/python -m pytest
