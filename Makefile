@@ -1,10 +1,11 @@
-# Two commands: `make run` installs and starts the server; `make test` installs what tests need and runs them all.
+# Two commands: `make run` installs and starts the server; `make test` installs what tests need, builds the docs and runs
+# them all.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint install install-test install-system fuzz bench soak
+.PHONY: run test lint docs install install-test install-system fuzz bench soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +15,7 @@ install: $(BIN)/python
 
 # The tests include the benchmark's smoke run (tests/test_bench_smoke.py), so they need its load generator and peers.
 install-test: install install-system
-	$(BIN)/pip install --quiet -r requirements-test.txt -r requirements-bench.txt
+	$(BIN)/pip install --quiet -r requirements-test.txt -r requirements-bench.txt -r requirements-docs.txt
 
 # Browser, proxy, TLS and hub tests drive Debian's chromium, nginx, openssl and redis-server. As root (CI) they are
 # installed here; otherwise those tests are skipped with a note (and the browser and nginx ones fail under CI=true).
@@ -39,7 +40,14 @@ lint: install-test
 	$(BIN)/ruff format --check wsgi_ws tests bench fuzz app.py gunicorn.conf.py
 	$(BIN)/mypy
 
-test: lint
+# The docs site (mkdocs.yml, docs/) into site/; --strict turns every warning (a broken link, a docstring that does not
+# parse, a cross-reference that resolves to nothing) into a failure. `.venv/bin/mkdocs serve` to read it while editing.
+# NO_MKDOCS_2_WARNING: Material's end-of-life banner, printed on every build, is not a warning about these docs.
+# Not --quiet: it hides the warnings from --strict too, and the build then passes whatever it finds.
+docs: install-test
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+test: lint docs
 	$(BIN)/python -m pytest
 
 # Coverage-guided fuzzing of the handshake and frame path (atheris); FUZZ_SECONDS to change the duration.

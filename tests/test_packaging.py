@@ -42,6 +42,6 @@ def test_wheel_is_typed_versioned_and_declares_ranges() -> None:
 
 
 def test_sample_requirements_are_pinned_exactly() -> None:
-    for name in ("requirements.txt", "requirements-test.txt", "requirements-bench.txt"):
+    for name in ("requirements.txt", "requirements-test.txt", "requirements-bench.txt", "requirements-docs.txt"):
         lines = [line for line in (ROOT / name).read_text().splitlines() if line and not line.startswith("#")]
         assert lines and all("==" in line for line in lines), name

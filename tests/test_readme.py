@@ -1,4 +1,5 @@
-"""The README's Python examples: each one compiles, and every wsgi_ws import in them resolves."""
+"""The Python examples of the README and of the docs pages (docs/*.md): each one compiles, and every wsgi_ws import in
+them resolves. The README is the short front page; most examples live in the pages it links to."""
 
 from __future__ import annotations
 
@@ -13,14 +14,20 @@ from tests.server import ROOT
 
 pytestmark = pytest.mark.unit
 
-BLOCKS = [textwrap.dedent(block) for block in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCKS = [
+    (page.relative_to(ROOT).as_posix(), textwrap.dedent(block))
+    for page in PAGES
+    for block in re.findall(r"^[ \t]*```python\n(.*?)^[ \t]*```", page.read_text(), re.S | re.M)
+]
 
 
-def test_the_readme_has_examples() -> None:
+def test_the_readme_and_the_docs_have_examples() -> None:
+    assert any(page == "README.md" for page, _ in BLOCKS), "the README's sample handler"
     assert len(BLOCKS) >= 8
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[f"example-{n}" for n in range(len(BLOCKS))])
+@pytest.mark.parametrize("block", [block for _, block in BLOCKS], ids=[f"{page}-example-{n}" for n, (page, _) in enumerate(BLOCKS)])
 def test_each_example_compiles_and_its_imports_resolve(block: str) -> None:
     tree = ast.parse(block)
     for node in ast.walk(tree):
@@ -28,3 +35,17 @@ def test_each_example_compiles_and_its_imports_resolve(block: str) -> None:
             module = importlib.import_module(node.module)
             for alias in node.names:
                 assert hasattr(module, alias.name), f"from {node.module} import {alias.name}"
+
+
+def _anchors(page: str) -> set[str]:
+    """The anchors of a page's headings, as GitHub and MkDocs both make them for the headings these pages use."""
+    headings = re.findall(r"^#+ (.+)$", re.sub(r"^```.*?^```", "", page, flags=re.S | re.M), re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def test_the_readme_links_to_docs_pages_that_exist() -> None:
+    links = re.findall(r"\]\((docs/[^)#]+\.md)(?:#([^)]+))?\)", (ROOT / "README.md").read_text())
+    assert len({page for page, _ in links}) >= 10
+    for page, anchor in links:
+        assert (ROOT / page).is_file(), page
+        assert not anchor or anchor in _anchors((ROOT / page).read_text()), f"{page}#{anchor}"

@@ -418,11 +418,11 @@ def test_base_urls() -> None:
         BaseURL.parse("ftp://x")
 
 
-def test_the_readmes_fast_client_example_runs() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_the_docs_fast_client_example_runs() -> None:
+    readme = (ROOT / "docs" / "testing.md").read_text()
     (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "TestClient(" in b]
     namespace: dict[str, Any] = {}
-    exec(compile(block, "README.md", "exec"), namespace)
+    exec(compile(block, "docs/testing.md", "exec"), namespace)
     tests = [function for name, function in namespace.items() if name.startswith("test_") and callable(function)]
     assert tests
     for test in tests:

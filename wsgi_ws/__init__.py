@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from . import metrics as metrics
+    from . import prometheus as prometheus
     from .connection.websocket import WebSocket as WebSocket
     from .exceptions import ConnectionClosed as ConnectionClosed
     from .exceptions import ConnectionClosedError as ConnectionClosedError
@@ -54,12 +55,15 @@ _LAZY = {
     "current_options": ".options",
 }
 
-__all__ = [*sorted(_LAZY), "__version__", "metrics"]
+#: Public submodules, imported on first use: ``wsgi_ws.metrics``, ``wsgi_ws.prometheus``.
+_SUBMODULES = ("metrics", "prometheus")
+
+__all__ = [*sorted(_LAZY), "__version__", "metrics", "prometheus"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "metrics":
-        return importlib.import_module(".metrics", __name__)
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value
