@@ -25,6 +25,7 @@ LAYERS = {
     "hub": 4,  # below the server glue: the per-IP limits count across workers in the hub's Redis
     "integrations": 5,
     "testing": 5,
+    "server_settings": 5,  # the server's defaults and checks: gunicorn.conf.py and the command line read them
     "worker": 6,  # the short public paths of integrations
     "middleware": 6,
     "flask_ext": 6,
