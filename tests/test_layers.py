@@ -30,6 +30,8 @@ LAYERS = {
     "middleware": 6,
     "flask_ext": 6,
     "__init__": 7,
+    "cli": 8,  # the command line: serve (gunicorn) and client (websockets), over everything else
+    "__main__": 9,
 }
 
 
@@ -161,6 +163,9 @@ TEST_MODULE = {
     "hub/fanout.py": "test_hub.py",
     "hub/process.py": "test_e2e_hub.py",
     "hub/people.py": "test_e2e_presence.py",
+    "__main__.py": "test_cli.py",
+    "cli/__init__.py": "test_cli.py",
+    "cli/serve.py": "test_cli.py",
 }
 
 
