@@ -1,11 +1,12 @@
-"""The command line, ``python -m wsgi_ws``: ``serve APP`` under gunicorn.
+"""The command line, ``python -m wsgi_ws``: ``serve APP`` under gunicorn, ``client URI`` interactive (here piped).
 
 The unit tests parse flags in this process; the end-to-end ones start ``python -m wsgi_ws`` and talk to it with the
-``websockets`` client.
+``websockets`` client, or drive its client against a server of ``wsgi_ws.testing.serve``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -25,8 +26,10 @@ from tests.constants import TIMEOUT
 from tests.server import ROOT
 from tests.waiting import wait_until
 from wsgi_ws.cli import main, parser
+from wsgi_ws.cli.client import describe
 from wsgi_ws.cli.serve import ServeApplication, settings_from
 from wsgi_ws.server_settings import ServerSettings
+from wsgi_ws.testing import TestServer, serve
 
 BUSY = "is already in use (another server?): stop it, or serve elsewhere with --bind 127.0.0.1:5001"
 
@@ -106,6 +109,13 @@ def serving() -> Iterator[list[Serving]]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def talk_server() -> Iterator[TestServer]:
+    """tests/apps/talk.py under gunicorn, accepting the chat.v1 subprotocol, for the client to talk to."""
+    with serve("tests.apps.talk:app", env={"PYTHONPATH": str(ROOT), "WS_SUBPROTOCOLS": "chat.v1"}, cwd=ROOT) as server:
+        yield server
+
+
 # ---------------------------------------------------------------------------------------------------- unit: parsing
 
 
@@ -128,7 +138,7 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["--help"])
     shown = capsys.readouterr().out
-    assert exited.value.code == 0 and "serve" in shown
+    assert exited.value.code == 0 and "serve" in shown and "client" in shown
     with pytest.raises(SystemExit) as exited:
         main([])
     assert exited.value.code == 2 and "required: COMMAND" in capsys.readouterr().err
@@ -147,6 +157,8 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
         (["serve", "app.py"], "argument APP: 'app.py' is a file name: give module:variable (for example app:app)"),
         (["serve", "app:"], "argument APP: 'app:' is not module:variable (for example app:app)"),
         (["serve"], "the following arguments are required: APP"),
+        (["client", "http://127.0.0.1:5000/ws"], "argument URI: http://127.0.0.1:5000/ws isn't a valid URI"),
+        (["client", "ws://127.0.0.1:5000/ws", "--header", "no colon"], "argument -H/--header: 'no colon' is not 'Name: value'"),
     ],
 )
 def test_a_bad_flag_is_one_line_and_exit_2(args: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -186,6 +198,14 @@ def test_serve_an_app_that_cannot_be_found_is_named_at_once(capsys: pytest.Captu
     error = capsys.readouterr().err
     assert error.startswith("Error: cannot import the app 'no_such_module_here:app': no module named 'no_such_module_here'")
     assert len(error.splitlines()) == 1
+
+
+@pytest.mark.unit
+@pytest.mark.timeout(30)
+def test_how_messages_are_printed() -> None:
+    assert describe("hello") == "< hello"
+    assert describe("bell\x07 and\nnewline") == "< bell\\x07 and\\nnewline"  # nothing that moves the cursor
+    assert describe(b"\x00\xffhi") == "< (binary, 4 bytes) 00 ff 68 69"
 
 
 # ---------------------------------------------------------------------------------------------------- e2e: serve
@@ -317,3 +337,76 @@ def test_serve_a_module_of_a_package_that_is_not_there_is_named_without_a_traceb
 def test_python_m_wsgi_ws_runs_the_command_line() -> None:
     result = command("--version")
     assert (result.returncode, result.stdout) == (0, f"wsgi-ws {wsgi_ws.__version__}\n")
+
+
+# ---------------------------------------------------------------------------------------------------- e2e: client
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+def test_client_sends_each_line_prints_each_echo_and_closes_with_1000_at_the_end_of_input(talk_server: TestServer) -> None:
+    result = command("client", f"{talk_server.url}/ws", stdin="hello\nsecond line\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"Connected to {talk_server.url}/ws.",
+        "< hello",
+        "< second line",
+        "Connection closed: 1000 (OK).",
+    ]
+    assert "code=1000" in talk_server.wait_for_log("ws.close path=/ws")
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+def test_client_sends_headers_origin_and_subprotocols_and_prints_binary(talk_server: TestServer) -> None:
+    origin = talk_server.http_url
+    flags = ["--header", "X-Token: abc 123", "--origin", origin, "--subprotocol", "chat.v2", "-s", "chat.v1"]
+    result = command("client", f"{talk_server.url}/introduce", *flags, stdin="")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"Connected to {talk_server.url}/introduce (subprotocol chat.v1)."
+    assert json.loads(lines[1].removeprefix("< ")) == {"x-token": "abc 123", "origin": origin, "subprotocol": "chat.v1"}
+    assert lines[2:] == ["< (binary, 4 bytes) 00 ff 68 69", "Connection closed: 1000 (OK)."]
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+def test_client_prints_the_server_s_close_code_and_reason_and_exits_1(talk_server: TestServer) -> None:
+    client = subprocess.Popen(
+        [sys.executable, "-m", "wsgi_ws", "client", f"{talk_server.url}/close-with"],
+        cwd=ROOT,
+        env=environment(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert client.stdin is not None
+    client.stdin.write("4001 go away\n")  # and the input stays open: the server ends it, not the end of input
+    client.stdin.flush()
+    try:
+        status = client.wait(TIMEOUT)
+    finally:
+        client.kill()
+        out, err = client.communicate()
+    assert status == 1, err
+    assert out.splitlines()[-1] == "Connection closed by the server: 4001 (private use) go away.", out
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+def test_client_refused_prints_the_status_and_exits_1(talk_server: TestServer) -> None:
+    result = command("client", f"{talk_server.url}/ws", "--origin", "https://evil.example", stdin="never sent\n")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith(f"Failed to connect to {talk_server.url}/ws: the server refused the WebSocket: HTTP 403 Forbidden")
+    assert "https://evil.example" in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+def test_client_with_nothing_listening_is_one_line_and_exit_1() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))  # bound, never listening: connecting is refused
+        result = command("client", f"ws://127.0.0.1:{unused.getsockname()[1]}/ws")
+    assert result.returncode == 1 and result.stderr.startswith("Failed to connect to ws://127.0.0.1:"), result.stderr
+    assert len(result.stderr.splitlines()) == 1

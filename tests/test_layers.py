@@ -166,6 +166,7 @@ TEST_MODULE = {
     "__main__.py": "test_cli.py",
     "cli/__init__.py": "test_cli.py",
     "cli/serve.py": "test_cli.py",
+    "cli/client.py": "test_cli.py",
 }
 
 

@@ -1,6 +1,6 @@
-"""The command line, ``python -m wsgi_ws``: ``serve APP`` (the app under gunicorn with the WebSocket worker). This
-module is the argparse front; each command is a module of its own (:mod:`wsgi_ws.cli.serve`) with ``add_parser()``
-and ``run()``.
+"""The command line, ``python -m wsgi_ws``: ``serve APP`` (the app under gunicorn with the WebSocket worker) and
+``client URI`` (an interactive client). This module is the argparse front; each command is a module of its own
+(:mod:`wsgi_ws.cli.serve`, :mod:`wsgi_ws.cli.client`) with ``add_parser()`` and ``run()``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import serve
+from . import client, serve
 
 __all__ = ["main", "parser"]
 
@@ -25,6 +25,7 @@ def parser() -> argparse.ArgumentParser:
     made.add_argument("--version", action="version", version=f"wsgi-ws {__version__}")
     commands = made.add_subparsers(title="commands", dest="command", required=True, metavar="COMMAND")
     serve.add_parser(commands)
+    client.add_parser(commands)
     return made
 
 
