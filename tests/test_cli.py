@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from websockets.exceptions import ConnectionClosedError
+from websockets.exceptions import ConnectionClosedError, InvalidHandshake
 from websockets.sync.client import connect
 
 import wsgi_ws
@@ -268,18 +268,22 @@ def test_serve_reload_serves_the_changed_source(tmp_path: Path, serving: list[Se
     source.write_text(template.format(reply="second version"))
     stamp = source.stat().st_mtime
 
-    def changed_and_served() -> bool:
-        # The reloader polls mtimes (once a second) from its first pass on: a change it saw as its starting point
-        # does not count, so keep the file newer than anything it has seen until the new code answers.
+    def touched_until_seen() -> bool:
+        # The reloader polls mtimes (once a second) from its first pass on: a change it took as its starting point
+        # does not count, so keep the file newer than anything it has seen until it says so.
         nonlocal stamp
         stamp += 1
         os.utime(source, (stamp, stamp))
+        return "Worker reloading:" in server.log()
+
+    def new_code_served() -> bool:
         try:
             return reply() == "second version"
-        except (OSError, TimeoutError, ConnectionClosedError):
-            return False  # between the old worker and the new one
+        except (OSError, TimeoutError, InvalidHandshake, ConnectionClosedError):
+            return False  # the old worker stopping (503, 1001) or the new one not yet answering
 
-    wait_until(changed_and_served, f"the changed source was not served:\n{server.log()}", timeout=3 * TIMEOUT)
+    wait_until(touched_until_seen, f"the reloader saw no change:\n{server.log()}", timeout=3 * TIMEOUT)
+    wait_until(new_code_served, f"the changed source was not served:\n{server.log()}")
     assert f"Worker reloading: {source} modified" in server.log()
 
 
