@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -343,6 +346,21 @@ def test_python_m_wsgi_ws_runs_the_command_line() -> None:
     assert (result.returncode, result.stdout) == (0, f"wsgi-ws {wsgi_ws.__version__}\n")
 
 
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+def test_serve_with_a_certificate_serves_wss_and_the_client_talks_to_it_with_insecure(
+    certificate: tuple[str, str], serving: list[Serving]
+) -> None:
+    cert, key = certificate
+    server = Serving("app:app", "--certfile", cert, "--keyfile", key)
+    serving.append(server)
+    result = command("client", f"wss://127.0.0.1:{server.port}/ws", "--insecure", stdin="over TLS\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1:] == ["< over TLS", "Connection closed: 1000 (OK)."]
+    verified = command("client", f"wss://127.0.0.1:{server.port}/ws", stdin="")  # self-signed: refused without it
+    assert verified.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in verified.stderr, verified.stderr
+
+
 # ---------------------------------------------------------------------------------------------------- e2e: client
 
 
@@ -414,3 +432,42 @@ def test_client_with_nothing_listening_is_one_line_and_exit_1() -> None:
         result = command("client", f"ws://127.0.0.1:{unused.getsockname()[1]}/ws")
     assert result.returncode == 1 and result.stderr.startswith("Failed to connect to ws://127.0.0.1:"), result.stderr
     assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+def test_client_on_a_terminal_prompts_edits_lines_and_gives_the_terminal_back(talk_server: TestServer) -> None:
+    """On a terminal (a pty here) it prompts with "> " and reads through readline; the server ending the connection
+    while readline waits for the next line leaves the terminal as it was."""
+    terminal, its_side = pty.openpty()
+    client = subprocess.Popen(
+        [sys.executable, "-m", "wsgi_ws", "client", f"{talk_server.url}/close-with"],
+        cwd=ROOT,
+        env=environment(),
+        stdin=its_side,
+        stdout=its_side,
+        stderr=its_side,
+    )
+    shown = b""
+
+    def wait_for(text: bytes) -> None:
+        nonlocal shown
+        deadline = time.monotonic() + TIMEOUT
+        while text not in shown:
+            assert time.monotonic() < deadline, f"{text!r} not shown; the terminal has {shown!r}"
+            if select.select([terminal], [], [], 0.05)[0]:
+                shown += os.read(terminal, 4096)
+
+    try:
+        wait_for(b"> ")
+        os.write(terminal, b"4001 byx\x7fe\r")  # with a backspace: the line is edited before it is sent
+        wait_for(b"Connection closed by the server: 4001 (private use) bye.")
+        status = client.wait(TIMEOUT)
+        settings = termios.tcgetattr(its_side)
+    finally:
+        client.kill()
+        client.wait()
+        os.close(terminal)
+        os.close(its_side)
+    assert status == 1
+    assert settings[3] & termios.ICANON and settings[3] & termios.ECHO, "the terminal was left in readline's mode"

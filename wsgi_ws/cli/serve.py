@@ -44,7 +44,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run a WSGI app under gunicorn with the WebSocket worker",
         description="Run APP under gunicorn with wsgi-ws's WebSocket worker and the project's defaults. Flags win over "
         "the WSGI_WS_* environment variables; WS_* variables set the WebSocket options (WS_MAX_MESSAGE_SIZE=16MiB).",
-        epilog="Stop it with Ctrl-C (or SIGTERM): open WebSockets are closed with 1001 within the graceful timeout.",
+        epilog="SIGTERM stops it gracefully (every WebSocket closed with 1001, within the graceful timeout); Ctrl-C "
+        "(SIGINT) stops it at once, as gunicorn does.",
     )
     parser.add_argument("app", metavar="APP", type=_app, help="the WSGI app as module:variable, like gunicorn's (app:app)")
     parser.add_argument(
