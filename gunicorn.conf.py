@@ -46,7 +46,7 @@ def on_starting(server: Any) -> None:
     (``--bind`` on the command line wins over ``bind`` here)."""
     busy = server_settings.busy_address(server.cfg.bind, os.environ)
     if busy is not None:
-        sys.exit(f"Error: {server_settings.busy_message(busy, 'WSGI_WS_BIND=127.0.0.1:5001')}")
+        sys.exit(f"Error: {server_settings.busy_message(busy, 'WSGI_WS_BIND=')}")
 
 
 # WebSocket options. The sample changes none: configure() only checks the WS_* environment variables, so a bad value

@@ -30,11 +30,11 @@ from tests.server import ROOT
 from tests.waiting import wait_until
 from wsgi_ws.cli import main, parser
 from wsgi_ws.cli.client import describe
-from wsgi_ws.cli.serve import ServeApplication, settings_from
-from wsgi_ws.server_settings import ServerSettings
+from wsgi_ws.cli.serve import ServeApplication, with_flags
+from wsgi_ws.server_settings import ServerSettings, from_environment
 from wsgi_ws.testing import TestServer, serve
 
-BUSY = "is already in use (another server?): stop it, or serve elsewhere with --bind 127.0.0.1:5001"
+BUSY = "is already in use (another server?): stop it, or serve elsewhere with --bind 127.0.0.1:"
 
 
 def environment(**extra: str) -> dict[str, str]:
@@ -153,6 +153,7 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     ("args", "expected"),
     [
         (["serve", "app:app", "--workers", "0"], "argument -w/--workers: must be at least 1, got 0"),
+        (["serve", "app:app", "--certfile", "cert.pem"], "error: TLS needs both --certfile and --keyfile naming readable files"),
         (["serve", "app:app", "--worker-connections", "many"], "argument --worker-connections: cannot read 'many': not a whole number"),
         (["serve", "app:app", "--graceful-timeout", "-1"], "argument --graceful-timeout: must be at least 0, got -1"),
         (["serve", "app:app", "--log-level", "loud"], "argument --log-level: must be one of debug, info, warning, error, critical"),
@@ -175,10 +176,11 @@ def test_a_bad_flag_is_one_line_and_exit_2(args: list[str], expected: str, capsy
 @pytest.mark.timeout(30)
 def test_serve_has_the_project_defaults_and_flags_win_over_the_variables() -> None:
     args = parser().parse_args(["serve", "app:app"])
-    assert settings_from(args, {}) == ServerSettings()
+    assert with_flags(ServerSettings(), args) == ServerSettings()
     args = parser().parse_args(["serve", "app:app", "-b", "127.0.0.1:7000", "--bind", "unix:/tmp/ws.sock", "-w", "3"])
     args.access_log = os.devnull
-    settings = settings_from(args, {"WSGI_WS_WORKERS": "2", "WSGI_WS_GRACEFUL_TIMEOUT": "5", "WSGI_WS_BIND": "0.0.0.0:80"})
+    variables = from_environment({"WSGI_WS_WORKERS": "2", "WSGI_WS_GRACEFUL_TIMEOUT": "5", "WSGI_WS_BIND": "0.0.0.0:80"})
+    settings = with_flags(variables, args)
     assert settings.bind == ("127.0.0.1:7000", "unix:/tmp/ws.sock") and settings.workers == 3 and settings.graceful_timeout == 5
     assert settings.access_log is None
 
@@ -300,7 +302,7 @@ def test_serve_a_busy_port_is_one_line_at_once_before_gunicorn_starts() -> None:
         started = time.monotonic()
         result = command("serve", "app:app", "--bind", f"127.0.0.1:{port}")
         took = time.monotonic() - started
-    assert result.returncode == 1 and result.stderr == f"Error: 127.0.0.1:{port} {BUSY}\n", result.stderr
+    assert result.returncode == 1 and result.stderr == f"Error: 127.0.0.1:{port} {BUSY}{port + 1}\n", result.stderr
     assert "Starting gunicorn" not in result.stdout + result.stderr
     assert took < 4.5, f"{took:.1f} s: gunicorn's own retries take 5 s"
 

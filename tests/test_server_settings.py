@@ -82,5 +82,6 @@ def test_inherited_listeners_and_non_tcp_addresses_are_not_probed() -> None:
     assert server_settings.busy_address(["127.0.0.1:1"], {"GUNICORN_PID": "1"}) is None
     assert server_settings.busy_address(["127.0.0.1:1"], {"LISTEN_FDS": "1"}) is None
     assert server_settings.busy_address(["unix:/tmp/ws.sock", "fd://3", "localhost"], {}) is None
-    message = server_settings.busy_message("127.0.0.1:5000", "--bind 127.0.0.1:5001")
-    assert message == "127.0.0.1:5000 is already in use (another server?): stop it, or serve elsewhere with --bind 127.0.0.1:5001"
+    message = server_settings.busy_message("127.0.0.1:5000", "WSGI_WS_BIND=")
+    assert message == "127.0.0.1:5000 is already in use (another server?): stop it, or serve elsewhere with WSGI_WS_BIND=127.0.0.1:5001"
+    assert server_settings.busy_message("[::1]:8000", "--bind ").endswith("serve elsewhere with --bind [::1]:8001")

@@ -204,7 +204,8 @@ def busy_address(addresses: Iterable[str], environ: Mapping[str, str]) -> str | 
     return None
 
 
-def busy_message(address: str, elsewhere: str) -> str:
-    """The line for a busy ``address``, with ``elsewhere`` saying how to move it (``WSGI_WS_BIND=127.0.0.1:5001``
-    or ``--bind 127.0.0.1:5001``)."""
-    return f"{address} is already in use (another server?): stop it, or serve elsewhere with {elsewhere}"
+def busy_message(address: str, setting: str) -> str:
+    """The line for a busy ``address`` (a ``host:port`` :func:`busy_address` returned), saying how to move it:
+    ``setting`` is what precedes an address (``WSGI_WS_BIND=`` or ``--bind ``), given the next port up."""
+    host, _, port = address.strip().rpartition(":")
+    return f"{address} is already in use (another server?): stop it, or serve elsewhere with {setting}{host}:{int(port) + 1}"

@@ -14,7 +14,7 @@ import importlib.util
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from gunicorn import util
@@ -112,12 +112,11 @@ def _app(text: str) -> str:
     return text
 
 
-def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> ServerSettings:
-    """The settings the ``WSGI_WS_*`` variables of ``environ`` give, with the flags in ``args`` on top.
+def with_flags(settings: ServerSettings, args: argparse.Namespace) -> ServerSettings:
+    """``settings`` (those of the ``WSGI_WS_*`` variables) with the flags given in ``args`` on top.
 
-    Raises :class:`InvalidServerSetting` for a bad variable, or for TLS flags that name no readable files.
+    Raises :class:`InvalidServerSetting` for TLS flags that do not name two readable files.
     """
-    settings = server_settings.from_environment(environ)
     changes: dict[str, Any] = {}
     if args.bind:
         changes["bind"] = tuple(args.bind)
@@ -179,11 +178,13 @@ def run(args: argparse.Namespace) -> int:
     if here not in sys.path:
         sys.path.insert(0, here)  # the app is imported from the folder served, as gunicorn does
     try:
-        settings = settings_from(args, os.environ)
+        from_variables = server_settings.from_environment(os.environ)
     except InvalidServerSetting as error:
-        if str(error).startswith("TLS"):
-            args.usage_error(str(error))
         return _fail(f"Error: {error}")
+    try:
+        settings = with_flags(from_variables, args)
+    except InvalidServerSetting as error:
+        args.usage_error(str(error))
     top = args.app.partition(":")[0].partition(".")[0]
     if importlib.util.find_spec(top) is None:  # found without being imported: the workers import the app
         return _fail(f"Error: cannot import the app {args.app!r}: no module named {top!r} in {here} (--chdir DIR)", USAGE_ERROR)
@@ -193,10 +194,10 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"Error: {error}")
     busy = server_settings.busy_address(settings.bind, os.environ)
     if busy is not None:
-        return _fail(f"Error: {server_settings.busy_message(busy, '--bind 127.0.0.1:5001')}")
+        return _fail(f"Error: {server_settings.busy_message(busy, '--bind ')}")
     gunicorn_settings = settings.gunicorn()
     gunicorn_settings["reload"] = args.reload
-    ServeApplication(args.app, gunicorn_settings, list(args.argv), start_dir).run()
+    ServeApplication(args.app, gunicorn_settings, list(getattr(args, "argv", sys.argv[1:])), start_dir).run()
     return 0
 
 
