@@ -56,6 +56,30 @@ def command(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, std
     )
 
 
+def client_until_the_server_ends(uri: str, line: str = "") -> tuple[int, str, str]:
+    """``python -m wsgi_ws client URI`` sent ``line`` (if any) with its input left open, so that only the connection
+    can end it, not the end of input; (exit status, stdout, stderr)."""
+    client = subprocess.Popen(
+        [sys.executable, "-m", "wsgi_ws", "client", uri],
+        cwd=ROOT,
+        env=environment(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert client.stdin is not None
+    if line:
+        client.stdin.write(f"{line}\n")
+        client.stdin.flush()
+    try:
+        status = client.wait(TIMEOUT)
+    finally:
+        client.kill()
+        out, err = client.communicate()
+    return status, out, err
+
+
 class Serving:
     """``python -m wsgi_ws serve ARGS`` in the background on a loopback port: its own (``--bind 127.0.0.1:PORT``), or a
     socket this test listens on first (``--bind fd://N``, so nothing races for the port)."""
@@ -396,25 +420,17 @@ def test_client_sends_headers_origin_and_subprotocols_and_prints_binary(talk_ser
 @pytest.mark.e2e
 @pytest.mark.timeout(60)
 def test_client_prints_the_server_s_close_code_and_reason_and_exits_1(talk_server: TestServer) -> None:
-    client = subprocess.Popen(
-        [sys.executable, "-m", "wsgi_ws", "client", f"{talk_server.url}/close-with"],
-        cwd=ROOT,
-        env=environment(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert client.stdin is not None
-    client.stdin.write("4001 go away\n")  # and the input stays open: the server ends it, not the end of input
-    client.stdin.flush()
-    try:
-        status = client.wait(TIMEOUT)
-    finally:
-        client.kill()
-        out, err = client.communicate()
+    status, out, err = client_until_the_server_ends(f"{talk_server.url}/close-with", "4001 go away")
     assert status == 1, err
     assert out.splitlines()[-1] == "Connection closed by the server: 4001 (private use) go away.", out
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+def test_client_closing_for_a_reason_of_its_own_says_so(talk_server: TestServer) -> None:
+    status, out, err = client_until_the_server_ends(f"{talk_server.url}/big")
+    assert status == 1, err
+    assert out.splitlines()[-1].startswith("Connection closed by this client: 1009 (message too big)"), out
 
 
 @pytest.mark.e2e

@@ -37,3 +37,11 @@ def close_with(ws: WebSocket) -> None:
     assert isinstance(text, str)
     code, _, reason = text.partition(" ")
     ws.close(int(code), reason)
+
+
+@sockets.route("/big")
+def big(ws: WebSocket) -> None:
+    """Send one message of 1 MiB and a byte: over the client's size limit (websockets' default, 1 MiB)."""
+    ws.send("x" * (2**20 + 1))
+    for _ in ws:
+        pass

@@ -206,12 +206,20 @@ def _receive(ws: ClientConnection, console: Console) -> int:
             ws.close(1000)
             continue  # print what arrived before the server's close frame, then the close
         console.show(describe(message))
-    received = ending.rcvd
-    if received is None:
-        console.show("Connection closed: 1006 (connection closed abnormally): no close frame received.", last=True)
-    else:
-        by = " by the server" if ending.rcvd_then_sent else ""
-        console.show(f"Connection closed{by}: {escape(str(Close(received.code, received.reason)))}.", last=True)
+    console.show(f"Connection closed{_how(ending)}.", last=True)
     if interrupted:
         return 130
     return 0 if isinstance(ending, ConnectionClosedOK) else 1
+
+
+def _how(ending: ConnectionClosed) -> str:
+    """Who closed, with what code and reason: the server's frame when it closed first; this client's when it closed
+    first for a reason of its own (a message over its size limit: 1009); the plain code when it ended normally."""
+    received, sent = ending.rcvd, ending.sent
+    if received is not None and (ending.rcvd_then_sent or sent is None):
+        return f" by the server: {escape(str(Close(received.code, received.reason)))}"
+    if sent is not None and sent.code != 1000:  # the server's answer, if any, only repeats it
+        return f" by this client: {escape(str(Close(sent.code, sent.reason)))}"
+    if received is not None:
+        return f": {escape(str(Close(received.code, received.reason)))}"
+    return ": 1006 (connection closed abnormally): no close frame received"
