@@ -20,7 +20,7 @@ from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin, Subprotocol
 from websockets.uri import parse_uri
 
-__all__ = ["Console", "add_parser", "describe", "run"]
+__all__ = ["OPEN_TIMEOUT", "Console", "add_parser", "describe", "escape", "run"]
 
 #: Seconds to open the connection (TCP, TLS and the handshake) before giving up.
 OPEN_TIMEOUT = 10.0

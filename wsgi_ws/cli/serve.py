@@ -27,7 +27,7 @@ from ..exceptions import InvalidOption
 from ..options import configure
 from ..server_settings import InvalidServerSetting, ServerSettings
 
-__all__ = ["ServeApplication", "add_parser", "run"]
+__all__ = ["APP", "USAGE_ERROR", "ServeApplication", "add_parser", "run", "with_flags"]
 
 #: What APP must look like: a dotted module name, optionally ``:`` and the variable (gunicorn's default: application).
 APP = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*(:.+)?$")
