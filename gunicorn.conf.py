@@ -5,70 +5,40 @@ WS_<OPTION> (for example WS_MAX_MESSAGE_SIZE=16MiB) for the WebSocket options be
 A bad value stops start-up with a message that names the setting.
 """
 
-import difflib
-import errno
 import os
-import socket
 import sys
 from typing import Any
 
 import wsgi_ws
 import wsgi_ws.prometheus
+from wsgi_ws import server_settings
 
-# The server's settings, each read from WSGI_WS_<NAME> below; any other WSGI_WS_* variable is a typo and stops start-up.
-_SERVER_SETTINGS = (
-    "BIND",
-    "WORKERS",
-    "WORKER_CONNECTIONS",
-    "GRACEFUL_TIMEOUT",
-    "CONTROL_SOCKET",
-    "CERTFILE",
-    "KEYFILE",
-    "ACCESS_LOG",
-    "LOG_LEVEL",
-)
-for _name in sorted(os.environ):
-    if _name.startswith("WSGI_WS_") and _name[len("WSGI_WS_") :] not in _SERVER_SETTINGS:
-        _nearest = difflib.get_close_matches(_name[len("WSGI_WS_") :], _SERVER_SETTINGS, n=1)
-        _hint = f"did you mean WSGI_WS_{_nearest[0]}? " if _nearest else ""
-        sys.exit(f"Error: invalid server setting {_name}: unknown setting; {_hint}known: WSGI_WS_{', WSGI_WS_'.join(_SERVER_SETTINGS)}")
-
-
-def _whole_number(name: str, default: int, least: int) -> int:
-    """The environment variable ``name`` as a whole number of at least ``least``; start-up stops naming it if not."""
-    text = os.environ.get(name, str(default)).strip()
-    try:
-        value = int(text)
-    except ValueError:
-        sys.exit(f"Error: invalid server setting {name}: cannot read {text!r}: not a whole number")
-    if value < least:
-        sys.exit(f"Error: invalid server setting {name}: must be at least {least}, got {value}")
-    return value
-
+# The server's settings and their defaults live in wsgi_ws/server_settings.py (python -m wsgi_ws serve uses them too);
+# each is read from WSGI_WS_<NAME>, and any other WSGI_WS_* variable is a typo that stops start-up.
+try:
+    _server = server_settings.from_environment(os.environ)
+except server_settings.InvalidServerSetting as error:
+    sys.exit(f"Error: {error}")
 
 # The gevent-based WebSocket worker: one greenlet per connection.
-worker_class = "wsgi_ws.worker.WebSocketWorker"
-bind = os.environ.get("WSGI_WS_BIND", "127.0.0.1:5000")
-workers = _whole_number("WSGI_WS_WORKERS", 1, least=1)
-# Connections one worker serves at once (WebSocket connections count too).
-worker_connections = _whole_number("WSGI_WS_WORKER_CONNECTIONS", 1000, least=1)
-# Seconds open connections get to finish on shutdown or reload.
-graceful_timeout = _whole_number("WSGI_WS_GRACEFUL_TIMEOUT", 30, least=0)
-# gunicorn 27 opens a control socket at one shared path; give each server its own or none.
-control_socket_disable = os.environ.get("WSGI_WS_CONTROL_SOCKET", "") == ""
-if not control_socket_disable:
-    control_socket = os.environ["WSGI_WS_CONTROL_SOCKET"]
-# TLS (wss:// and https://) in gunicorn itself: off unless both files are given. Behind nginx, leave it off and let
-# nginx terminate TLS (deploy/nginx.conf).
-if os.environ.get("WSGI_WS_CERTFILE") or os.environ.get("WSGI_WS_KEYFILE"):
-    certfile = os.environ.get("WSGI_WS_CERTFILE")
-    keyfile = os.environ.get("WSGI_WS_KEYFILE")
-    if not (certfile and keyfile and os.path.isfile(certfile) and os.path.isfile(keyfile)):
-        sys.exit("Error: TLS needs both WSGI_WS_CERTFILE and WSGI_WS_KEYFILE naming readable files")
-accesslog = os.environ.get("WSGI_WS_ACCESS_LOG", "-")
-if accesslog == os.devnull:  # off: gunicorn then formats no access line per request (none would be kept anyway)
-    accesslog = None
-loglevel = os.environ.get("WSGI_WS_LOG_LEVEL", "info")
+worker_class = server_settings.WORKER_CLASS
+bind = list(_server.bind)  # WSGI_WS_BIND
+workers = _server.workers  # WSGI_WS_WORKERS
+# Connections one worker serves at once (WebSocket connections count too). WSGI_WS_WORKER_CONNECTIONS
+worker_connections = _server.worker_connections
+# Seconds open connections get to finish on shutdown or reload. WSGI_WS_GRACEFUL_TIMEOUT
+graceful_timeout = _server.graceful_timeout
+# gunicorn 27 opens a control socket at one shared path; give each server its own (WSGI_WS_CONTROL_SOCKET) or none.
+control_socket_disable = _server.control_socket is None
+if _server.control_socket is not None:
+    control_socket = _server.control_socket
+# TLS (wss:// and https://) in gunicorn itself: off unless both files are given (WSGI_WS_CERTFILE, WSGI_WS_KEYFILE).
+# Behind nginx, leave it off and let nginx terminate TLS (deploy/nginx.conf).
+if _server.certfile is not None:
+    certfile = _server.certfile
+    keyfile = _server.keyfile
+accesslog = _server.access_log  # WSGI_WS_ACCESS_LOG: "-" is stdout, /dev/null turns it off
+loglevel = _server.log_level  # WSGI_WS_LOG_LEVEL
 
 
 # Prometheus metrics summed over the workers (/metrics, /stats): prometheus_client's multiprocess mode in a folder of
@@ -86,23 +56,9 @@ def on_starting(server: Any) -> None:
     a re-exec or systemd's sockets bring their own listeners). The addresses checked are the ones gunicorn will bind
     (``--bind`` on the command line wins over ``bind`` here). Empties the metrics folder of a previous run's files."""
     wsgi_ws.prometheus.on_starting(server)
-    if "GUNICORN_PID" in os.environ or "LISTEN_FDS" in os.environ:
-        return
-    for address in server.cfg.bind:
-        host, colon, port = address.strip().rpartition(":")
-        if not colon or not port.isdigit() or address.startswith(("unix:", "fd://")):
-            continue
-        host = host.strip("[]")
-        probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, int(port)))
-        except OSError as error:
-            if error.errno == errno.EADDRINUSE:
-                hint = "stop it, or serve elsewhere with WSGI_WS_BIND=127.0.0.1:5001"
-                sys.exit(f"Error: {address} is already in use (another server?): {hint}")
-        finally:
-            probe.close()
+    busy = server_settings.busy_address(server.cfg.bind, os.environ)
+    if busy is not None:
+        sys.exit(f"Error: {server_settings.busy_message(busy, 'WSGI_WS_BIND=')}")
 
 
 # WebSocket options. The sample changes none: configure() only checks the WS_* environment variables, so a bad value

@@ -25,11 +25,14 @@ LAYERS = {
     "hub": 4,  # below the server glue: the per-IP limits count across workers in the hub's Redis
     "integrations": 5,
     "testing": 5,
+    "server_settings": 5,  # the server's defaults and checks: gunicorn.conf.py and the command line read them
     "worker": 6,  # the short public paths of integrations
     "middleware": 6,
     "flask_ext": 6,
     "prometheus": 6,
     "__init__": 7,
+    "cli": 8,  # the command line: serve (gunicorn) and client (websockets), over everything else
+    "__main__": 9,
 }
 
 
@@ -165,6 +168,10 @@ TEST_MODULE = {
     "testing/live.py": "test_testing.py",
     "testing/client.py": "test_test_client.py",
     "testing/wsgi_server.py": "test_test_client.py",
+    "__main__.py": "test_cli.py",
+    "cli/__init__.py": "test_cli.py",
+    "cli/serve.py": "test_cli.py",
+    "cli/client.py": "test_cli.py",
 }
 
 
