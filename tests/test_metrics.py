@@ -115,3 +115,16 @@ def test_a_source_that_counts_for_itself_joins_the_snapshot() -> None:
     metrics.add_source(lambda: counts)
     counts["hub_delivered"] = 7
     assert metrics.snapshot()["hub_delivered"] == 7, "read at snapshot time, not when added"
+
+
+def test_size_buckets_put_every_size_where_a_bisect_would() -> None:
+    bounds = [int(bound) for bound in metrics.SIZE_BOUNDS]
+    sizes = {0, 1, 2**40, *(b + d for b in bounds for d in (-1, 0, 1))}
+    for size in sorted(sizes):
+        by_table, by_bisect = metrics.SizeBuckets(), Buckets(metrics.SIZE_BOUNDS)
+        by_table.add(size)
+        by_bisect.add(size)
+        assert by_table.counts == by_bisect.counts, size
+    copied = metrics.SizeBuckets()
+    copied.add(100, times=2)
+    assert copied.copy().counts == copied.counts and copied.copy().total == 200

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..exceptions import InvalidArgument, InvalidState, from_protocol
-from ..metrics import NOT_COUNTED
+from ..metrics import NOT_COUNTED, SIZE_INDEX
 from ..options import WebSocketOptions
 from ..protocol.assembler import Message, PartialMessage
 from ..protocol.errors import ProtocolError
@@ -207,13 +207,8 @@ class WebSocket(JSONMessages, ConnectionInfo):
         return True
 
     def __iter__(self) -> Iterator[Message]:
-        """Yield messages until the connection closes."""
-        receive = self.receive
-        while True:
-            message = receive()
-            if message is None:
-                return
-            yield message
+        """Yield messages until the connection closes (until :meth:`receive` returns None)."""
+        return iter(self.receive, None)
 
     # Sending.
 
@@ -237,7 +232,9 @@ class WebSocket(JSONMessages, ConnectionInfo):
             except UnicodeDecodeError as exc:
                 raise InvalidArgument(f"a text message must be UTF-8: {exc}") from None
             self.messages_sent += 1
-            self.message_sizes[1].add(len(message))
+            sizes, size = self.message_sizes[1], len(message)  # SizeBuckets.add, inline: this runs for every message
+            sizes.counts[SIZE_INDEX[(size - 1).bit_length()]] += 1
+            sizes.total += size
             # Cork while the handler has received messages left to answer: it will send again soon.
             if transport.corking and session.assembler and transport.cork(len(message)):
                 return
@@ -345,7 +342,9 @@ class WebSocket(JSONMessages, ConnectionInfo):
 def _received(ws: WebSocket, message: Message) -> Message | None:
     """A whole message was received: count it (and its size), then hand it over, unless it is over the rate limit."""
     ws.messages_received += 1
-    ws.message_sizes[0].add(len(message))
+    sizes, size = ws.message_sizes[0], len(message)  # SizeBuckets.add, inline
+    sizes.counts[SIZE_INDEX[(size - 1).bit_length()]] += 1
+    sizes.total += size
     rate = ws._rate
     return message if rate is None or rate.allows(message) else ws._over_limit()
 
