@@ -25,7 +25,7 @@ class Counted:
 
     def __init__(self, path: str, route: str | None = None) -> None:
         self.environ: Mapping[str, object] = {"PATH_INFO": path, **({ROUTE_KEY: route} if route else {})}
-        self.message_sizes: tuple[Buckets, Buckets] = metrics.NOT_COUNTED
+        self.message_sizes: tuple[Buckets, Buckets] | None = None
         self.messages_received = self.messages_sent = self.bytes_received = self.bytes_sent = 0
         self.close_code: int | None = None
         self.duration = 0.0
@@ -47,12 +47,23 @@ def test_live_connections_count_until_closed_then_stay_in_the_totals() -> None:
     assert (after["messages_in"], after["messages_out"]) == (before["messages_in"] + 2, before["messages_out"] + 1)
 
 
-def test_counts_are_kept_by_route_with_close_codes_durations_and_message_sizes() -> None:
+def test_message_sizes_are_counted_only_once_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics, "_count_sizes", False)
+    before = Counted(fresh_route())
+    metrics.opened(before)
+    metrics.count_message_sizes()
+    after = Counted(fresh_route())
+    metrics.opened(after)
+    assert before.message_sizes is None and after.message_sizes is not None
+
+
+def test_counts_are_kept_by_route_with_close_codes_durations_and_message_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics, "_count_sizes", True)
     route = fresh_route()
     first, second = Counted(route), Counted(route)
     for connection in (first, second):
         metrics.opened(connection)
-    assert first.message_sizes is not metrics.NOT_COUNTED, "an accepted connection counts its messages' sizes in its route's buckets"
+    assert first.message_sizes is not None, "an accepted connection counts its messages' sizes in its route's buckets"
     first.message_sizes[0].add(10)
     first.message_sizes[1].add(5000)
     first.close_code, first.duration = 1001, 0.5

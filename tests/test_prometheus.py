@@ -65,10 +65,12 @@ def test_bucket_counts_added_at_once_expose_as_observe_does() -> None:
 @pytest.mark.unit
 def test_each_export_adds_only_what_was_counted_since_the_last() -> None:
     exporter = prometheus._Exporter()
+    metrics.count_message_sizes()
     route = fresh_route()
     first = Counted(route)
     metrics.opened(first)
     first.messages_received, first.bytes_received = 3, 30
+    assert first.message_sizes is not None
     first.message_sizes[0].add(100)
     metrics.refused({"PATH_INFO": route}, "origin")
     exporter.export()

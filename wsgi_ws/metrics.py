@@ -24,7 +24,6 @@ __all__ = [
     "DURATION_BOUNDS",
     "LAG_BOUNDS",
     "MAX_ROUTES",
-    "NOT_COUNTED",
     "ROUTE_KEY",
     "SIZE_BOUNDS",
     "SIZE_INDEX",
@@ -35,6 +34,7 @@ __all__ = [
     "add_histogram",
     "add_source",
     "closed",
+    "count_message_sizes",
     "histograms",
     "live",
     "opened",
@@ -61,7 +61,7 @@ class Counted(Protocol):
     """What a connection counts for itself (``WebSocket`` does): messages and bytes each way, and why it closed."""
 
     environ: Mapping[str, object]
-    message_sizes: tuple[Buckets, Buckets]
+    message_sizes: tuple[Buckets, Buckets] | None
 
     @property
     def messages_received(self) -> int: ...
@@ -169,8 +169,7 @@ class RouteCounts:
         return other
 
 
-#: A connection's message sizes before it is accepted: counted nowhere.
-NOT_COUNTED: tuple[Buckets, Buckets] = (SizeBuckets(), SizeBuckets())
+_count_sizes = False  # count_message_sizes() was called
 
 _lock = threading.Lock()
 _live: weakref.WeakSet[Counted] = weakref.WeakSet()
@@ -200,7 +199,16 @@ def opened(ws: Counted) -> None:
         counts = _counts_for(route_of(ws.environ))
         _live.add(ws)
         counts.accepted += 1
-    ws.message_sizes = (counts.sizes_in, counts.sizes_out)
+    if _count_sizes:
+        ws.message_sizes = (counts.sizes_in, counts.sizes_out)
+
+
+def count_message_sizes() -> None:
+    """Count the sizes of the messages of connections accepted from now on (the exporter of
+    :mod:`wsgi_ws.prometheus` asks for it). Off until then: it is the one count that costs every message something,
+    about a tenth of the library's own work per message (``bench/hot_path.py`` under callgrind)."""
+    global _count_sizes
+    _count_sizes = True
 
 
 def refused(environ: Mapping[str, object], reason: str) -> None:

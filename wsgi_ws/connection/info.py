@@ -62,8 +62,9 @@ class ConnectionInfo:
     user: str | None
     messages_received: int
     messages_sent: int
-    #: The buckets its received and sent messages' sizes are counted in (its route's, once accepted).
-    message_sizes: tuple[Buckets, Buckets]
+    #: The buckets its received and sent messages' sizes are counted in: its route's, once accepted while the metrics
+    #: are exported (:func:`wsgi_ws.metrics.count_message_sizes`); else None, and they are not counted.
+    message_sizes: tuple[Buckets, Buckets] | None
     transport: Transport
     _buffered: bytes
     _close_socket: bool

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..exceptions import InvalidArgument, InvalidState, from_protocol
-from ..metrics import NOT_COUNTED, SIZE_INDEX
+from ..metrics import SIZE_INDEX
 from ..options import WebSocketOptions
 from ..protocol.assembler import Message, PartialMessage
 from ..protocol.errors import ProtocolError
@@ -79,7 +79,7 @@ class WebSocket(JSONMessages, ConnectionInfo):
         self._started = time.monotonic()
         #: Messages each way, for logs and metrics.
         self.messages_received = self.messages_sent = 0
-        self.message_sizes = NOT_COUNTED
+        self.message_sizes = None
         self.user = None
         self._rate = MessageRate.of(options.max_messages_per_second, options.max_bytes_per_second)
 
@@ -232,9 +232,10 @@ class WebSocket(JSONMessages, ConnectionInfo):
             except UnicodeDecodeError as exc:
                 raise InvalidArgument(f"a text message must be UTF-8: {exc}") from None
             self.messages_sent += 1
-            sizes, size = self.message_sizes[1], len(message)  # SizeBuckets.add, inline: this runs for every message
-            sizes.counts[SIZE_INDEX[(size - 1).bit_length()]] += 1
-            sizes.total += size
+            if (sizes := self.message_sizes) is not None:  # while metrics are exported: SizeBuckets.add, inline
+                out, size = sizes[1], len(message)
+                out.counts[SIZE_INDEX[(size - 1).bit_length()]] += 1
+                out.total += size
             # Cork while the handler has received messages left to answer: it will send again soon.
             if transport.corking and session.assembler and transport.cork(len(message)):
                 return
@@ -342,9 +343,10 @@ class WebSocket(JSONMessages, ConnectionInfo):
 def _received(ws: WebSocket, message: Message) -> Message | None:
     """A whole message was received: count it (and its size), then hand it over, unless it is over the rate limit."""
     ws.messages_received += 1
-    sizes, size = ws.message_sizes[0], len(message)  # SizeBuckets.add, inline
-    sizes.counts[SIZE_INDEX[(size - 1).bit_length()]] += 1
-    sizes.total += size
+    if (sizes := ws.message_sizes) is not None:  # while metrics are exported: SizeBuckets.add, inline
+        received, size = sizes[0], len(message)
+        received.counts[SIZE_INDEX[(size - 1).bit_length()]] += 1
+        received.total += size
     rate = ws._rate
     return message if rate is None or rate.allows(message) else ws._over_limit()
 

@@ -182,6 +182,7 @@ def _start() -> _Exporter:
     with _state_lock:
         if _exporter is None:
             exporter = _Exporter()
+            metrics.count_message_sizes()
             threading.Thread(target=exporter.run, name="wsgi-ws-prometheus", daemon=True).start()
             atexit.register(exporter.export)
             _exporter = exporter
