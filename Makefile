@@ -51,24 +51,27 @@ lint: install-test
 	$(BIN)/ruff format --check wsgi_ws tests bench fuzz app.py gunicorn.conf.py
 	$(BIN)/mypy
 
-# The other versions run in the background, their output in $(MATRIX_LOGS)/VERSION.log (printed whole if they fail);
-# each test binds its own free loopback ports and makes its own temporary folders, so the runs do not meet.
+# The other versions run in the background, their output in $(MATRIX_LOGS)/VERSION.log (printed whole if they fail),
+# while this one runs the same tiers; each test binds its own free loopback ports and makes its own temporary folders,
+# so the runs do not meet. Then, alone on the machine as before, this version's browser tier and benchmark smoke runs
+# (they drive Chromium and load generators against time limits).
+BENCH_SMOKE := $(wildcard tests/test_bench_*smoke.py)
 test: lint
 	@mkdir -p $(MATRIX_LOGS); rm -f $(MATRIX_LOGS)/*.log; pids=""; \
 	for version in $(OTHER_VERSIONS); do \
 	  $(MAKE) --no-print-directory test-py$$version > $(MATRIX_LOGS)/$$version.log 2>&1 & pids="$$pids $$!"; \
 	done; \
-	echo "Python $(PYTHON_VERSION): the whole suite here; the unit, socket and e2e tiers on $(OTHER_VERSIONS) in $(MATRIX_LOGS)/"; \
-	{ PYTHONUNBUFFERED=1 $(BIN)/python -m pytest; echo $$? > $(MATRIX_LOGS)/main.status; } 2>&1 | tee $(MATRIX_LOGS)/$(PYTHON_VERSION).log; \
-	status=$$(cat $(MATRIX_LOGS)/main.status); set -- $$pids; \
+	echo "Python $(PYTHON_VERSION): the unit, socket and e2e tiers here, and on $(OTHER_VERSIONS) at the same time ($(MATRIX_LOGS)/)"; \
+	$(BIN)/python -m pytest $(OTHER_TIERS); status=$$?; \
+	set -- $$pids; \
 	for version in $(OTHER_VERSIONS); do \
 	  wait $$1 || { status=1; cat $(MATRIX_LOGS)/$$version.log; echo "Python $$version: FAILED, above ($(MATRIX_LOGS)/$$version.log)"; }; \
 	  shift; \
 	done; \
-	for version in $(PYTHON_VERSION) $(OTHER_VERSIONS); do echo "Python $$version: $$(tail -n 1 $(MATRIX_LOGS)/$$version.log)"; done; \
-	for version in $(PYTHON_VERSION) $(OTHER_VERSIONS); do tail -n 1 $(MATRIX_LOGS)/$$version.log; done \
-	  | awk '{ for (i = 1; i < NF; i++) { if ($$(i+1) ~ /^passed/) p += $$i; if ($$(i+1) ~ /^(failed|error)/) f += $$i } } \
-	         END { print "versions: " p + 0 " passed, " f + 0 " failed" }'; \
+	echo "Python $(PYTHON_VERSION): the browser tier, then the benchmark smoke runs"; \
+	$(BIN)/python -m pytest -m browser || status=1; \
+	$(BIN)/python -m pytest $(BENCH_SMOKE) || status=1; \
+	for version in $(OTHER_VERSIONS); do echo "Python $$version (unit, socket, e2e): $$(tail -n 1 $(MATRIX_LOGS)/$$version.log)"; done; \
 	exit $$status
 
 # All the versions' unit, socket and e2e tiers, one after another (make test-py3.12 for one).
