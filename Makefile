@@ -71,7 +71,9 @@ test: lint
 	echo "Python $(PYTHON_VERSION): the browser tier, then the benchmark smoke runs"; \
 	$(BIN)/python -m pytest -m browser || status=1; \
 	$(BIN)/python -m pytest $(BENCH_SMOKE) || status=1; \
-	for version in $(OTHER_VERSIONS); do echo "Python $$version (unit, socket, e2e): $$(tail -n 1 $(MATRIX_LOGS)/$$version.log)"; done; \
+	for version in $(OTHER_VERSIONS); do \
+	  echo "Python $$version (unit, socket, e2e): $$(grep -E '[0-9]+ (passed|failed)|no tests ran|^note' $(MATRIX_LOGS)/$$version.log | tail -n 1)"; \
+	done; \
 	exit $$status
 
 # All the versions' unit, socket and e2e tiers, one after another (make test-py3.12 for one).
