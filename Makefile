@@ -5,7 +5,19 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint docs install install-test install-system fuzz bench soak
+# The Python versions wsgi-ws supports (pyproject.toml's classifiers name the same; tests/test_packaging.py checks).
+# `make test` runs the whole suite on $(PYTHON) in $(VENV), and at the same time the unit, socket and e2e tiers (not the
+# browser tier, not the benchmark's smoke runs) on each other version, each in its own venv (.venv-3.10, ...) made from
+# pyenv's interpreter. A version whose interpreter is missing is skipped with a note; under CI (CI set) it fails.
+PYTHON_VERSIONS := 3.10 3.11 3.12 3.13
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+OTHER_VERSIONS := $(filter-out $(PYTHON_VERSION),$(PYTHON_VERSIONS))
+OTHER_TIERS := -m "not browser" --ignore-glob="tests/test_bench_*smoke.py"
+PYENV_ROOT ?= $(HOME)/.pyenv
+# Where each other version's pytest output goes while the main suite prints to the terminal.
+MATRIX_LOGS := test-artifacts/versions
+
+.PHONY: run test lint docs install install-test install-system fuzz bench soak test-versions
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,8 +59,48 @@ lint: install-test
 docs: install-test
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+# The other versions run in the background, their output in $(MATRIX_LOGS)/VERSION.log (printed whole if they fail),
+# while this one runs the same tiers; each test binds its own free loopback ports and makes its own temporary folders,
+# so the runs do not meet. Then, alone on the machine as before, this version's browser tier and benchmark smoke runs
+# (they drive Chromium and load generators against time limits).
+BENCH_SMOKE := $(wildcard tests/test_bench_*smoke.py)
 test: lint docs
-	$(BIN)/python -m pytest
+	@mkdir -p $(MATRIX_LOGS); rm -f $(MATRIX_LOGS)/*.log; pids=""; \
+	for version in $(OTHER_VERSIONS); do \
+	  $(MAKE) --no-print-directory test-py$$version > $(MATRIX_LOGS)/$$version.log 2>&1 & pids="$$pids $$!"; \
+	done; \
+	echo "Python $(PYTHON_VERSION): the unit, socket and e2e tiers here, and on $(OTHER_VERSIONS) at the same time ($(MATRIX_LOGS)/)"; \
+	$(BIN)/python -m pytest $(OTHER_TIERS); status=$$?; \
+	set -- $$pids; \
+	for version in $(OTHER_VERSIONS); do \
+	  wait $$1 || { status=1; cat $(MATRIX_LOGS)/$$version.log; echo "Python $$version: FAILED, above ($(MATRIX_LOGS)/$$version.log)"; }; \
+	  shift; \
+	done; \
+	echo "Python $(PYTHON_VERSION): the browser tier, then the benchmark smoke runs"; \
+	$(BIN)/python -m pytest -m browser || status=1; \
+	$(BIN)/python -m pytest $(BENCH_SMOKE) || status=1; \
+	for version in $(OTHER_VERSIONS); do \
+	  echo "Python $$version (unit, socket, e2e): $$(grep -E '[0-9]+ (passed|failed)|no tests ran|^note' $(MATRIX_LOGS)/$$version.log | tail -n 1)"; \
+	done; \
+	exit $$status
+
+# All the versions' unit, socket and e2e tiers, one after another (make test-py3.12 for one).
+test-versions: $(addprefix test-py,$(OTHER_VERSIONS))
+
+# The interpreter for version $(1): pyenv's, else the newest in its versions folder, else python$(1) on PATH.
+interpreter = { prefix=$$(pyenv prefix $(1) 2>/dev/null) && [ -x "$$prefix/bin/python" ] && echo "$$prefix/bin/python"; } \
+	|| { ls -d $(PYENV_ROOT)/versions/$(1).*/bin/python 2>/dev/null | sort -V | tail -n 1 | grep .; } || command -v python$(1)
+
+test-py%:
+	@python=$$($(call interpreter,$*)); \
+	if [ -z "$$python" ]; then \
+	  if [ -n "$$CI" ]; then echo "error: no Python $* (pyenv install $*): CI tests every version in PYTHON_VERSIONS" >&2; exit 1; fi; \
+	  echo "note: no Python $* (pyenv install $*, or python$* on PATH): its tests are skipped"; exit 0; \
+	fi; \
+	set -e; \
+	[ -x .venv-$*/bin/python ] || $$python -m venv .venv-$*; \
+	.venv-$*/bin/pip install --quiet -r requirements.txt -r requirements-test.txt; \
+	.venv-$*/bin/python -m pytest $(OTHER_TIERS)
 
 # Coverage-guided fuzzing of the handshake and frame path (atheris); FUZZ_SECONDS to change the duration.
 FUZZ_SECONDS ?= 300

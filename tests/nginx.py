@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tests.constants import TIMEOUT
 from tests.server import ROOT
+from tests.waiting import wait_until
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SITE = ROOT / "deploy" / "nginx.conf"
@@ -25,10 +26,26 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def answers_http(port: int) -> bool:
+    """True once the server on ``port`` answers an HTTP request (any status)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as probe:
+            probe.sendall(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            return probe.recv(5) == b"HTTP/"
+    except OSError:
+        return False
+
+
 class NginxProxy:
-    """nginx proxying to ``upstream_port``, started with the repo's site file (ports and timeouts substituted)."""
+    """nginx proxying to ``upstream_port``, started with the repo's site file (ports and timeouts substituted).
+
+    It starts once the upstream answers: a gunicorn started a moment ago takes connections into its listener's backlog
+    at once but answers only when its worker has booted (about a second, longer on a busy machine), and nginx would
+    answer the first request 504 after its read timeout, which these tests shorten to 2 s.
+    """
 
     def __init__(self, upstream_port: int, read_timeout: str | None = None) -> None:
+        wait_until(lambda: answers_http(upstream_port), f"the upstream on port {upstream_port} never answered HTTP", 3 * TIMEOUT)
         self.folder = Path(tempfile.mkdtemp(prefix="wsgi-ws-nginx-"))
         self.port = free_port()
         site = SITE.read_text()

@@ -124,9 +124,15 @@ def test_a_worker_cut_off_from_redis_replays_what_its_members_missed(start_serve
     with feed(server, "blip")[0] as ws:
         publish_kept(redis_server.url, "blip", "0")
         assert messages(ws, 1)[0]["data"] == "0"
-        assert client.client_kill_filter(_type="pubsub") == 1  # the worker's subscriber; it reconnects after 0.1 s
-        for number in range(1, 21):
-            publish_kept(redis_server.url, "blip", str(number))  # reaches no subscriber: kept in the stream
+        # The worker may come back only once all 20 are kept, so they come from the history and not live, however slow
+        # the publishing (its subscriber reconnects after 0.1 s): the default user takes no new connection meanwhile
+        # (the ones open stay), and another user publishes.
+        client.acl_setuser("publisher", enabled=True, passwords=["+secret"], keys=["*"], channels=["*"], commands=["+@all"])
+        client.acl_setuser("default", enabled=False)
+        assert client.client_kill_filter(_type="pubsub") == 1  # the worker's subscriber
+        for number in range(1, 21):  # reach no subscriber: kept in the stream
+            publish_kept(f"redis://publisher:secret@127.0.0.1:{redis_server.port}/0", "blip", str(number))
+        client.acl_setuser("default", enabled=True)
         got = messages(ws, 20)
         assert [item["data"] for item in got] == [str(number) for number in range(1, 21)]
     counters = stats(server)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from geventwebsocket.exceptions import WebSocketError as GeventWebSocketError
-from websockets.frames import Close
+from websockets.frames import Close, CloseCode
 
 from wsgi_ws import exceptions
 from wsgi_ws.exceptions import (
@@ -46,6 +46,13 @@ def test_connection_closed_of_picks_ok_or_error_by_code(code: int, kind: type[Co
     error = ConnectionClosed.of(code, "why")
     assert type(error) is kind and (error.close_code, error.close_reason) == (code, "why")
     assert str(code) in str(error) and "why" in str(error)
+
+
+def test_close_code_is_a_plain_int_even_from_a_close_code_member() -> None:
+    """An IntEnum's str() is its name before Python 3.11: a handler logging exc.close_code must see 1006 on every version."""
+    error = ConnectionClosed.of(CloseCode.ABNORMAL_CLOSURE, "gone")
+    assert type(error) is ConnectionClosedError and type(error.close_code) is int and str(error.close_code) == "1006"
+    assert "code 1006" in str(error)
 
 
 def test_misuse_errors_are_also_value_errors_where_python_would_say_so() -> None:

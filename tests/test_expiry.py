@@ -95,7 +95,7 @@ def test_after_accept_it_closes_with_1008_at_the_deadline_and_never_before(pair:
 def test_before_accept_it_applies_once_accepted_and_a_past_deadline_closes_at_once(pair: Make) -> None:
     registered: list[WebSocket] = []
     ws, peer = pair(on_accept=registered.append)
-    ws.close_at(datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=5), 4001, "token expired")
+    ws.close_at(datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=5), 4001, "token expired")
     assert registered == [] and not ws.accepted, "nothing happens before accept"
     started = time.monotonic()
     ws.accept()
@@ -157,7 +157,7 @@ def test_bad_arguments_are_refused_at_once(pair: Make) -> None:
     with pytest.raises(InvalidArgument, match="123 bytes"):
         ws.close_at(time.time() + 60, reason="x" * 124)
     aware = datetime.datetime(2030, 1, 1, 12, tzinfo=datetime.timezone(datetime.timedelta(hours=2)))
-    assert expiry.deadline_of(aware) == datetime.datetime(2030, 1, 1, 10, tzinfo=datetime.UTC).timestamp()
+    assert expiry.deadline_of(aware) == datetime.datetime(2030, 1, 1, 10, tzinfo=datetime.timezone.utc).timestamp()
     assert expiry.deadline_of(1_900_000_000) == 1_900_000_000.0
 
 

@@ -156,6 +156,18 @@ def test_eof_without_close_is_1006() -> None:
     assert list(session.assembler.peek()) == ["x"]
 
 
+def test_close_codes_are_plain_ints_that_print_as_numbers() -> None:
+    """Not websockets' CloseCode members: before Python 3.11 an IntEnum's str() is its name, so a handler's "%s" of
+    close_code (and the ws.close log line) would say "CloseCode.GOING_AWAY" on 3.10 and "1001" on 3.11."""
+    peer_closed = feed(encode_frame(OP_CLOSE, close_payload(1001)), False)
+    failed = feed(encode_frame(OP_BINARY, b"x" * 1001), False, max_size=1000)
+    vanished = feed(b"", False)
+    vanished.receive_eof()
+    for session, code in ((peer_closed, "1001"), (failed, "1009"), (vanished, "1006")):
+        assert type(session.close_code) is int and f"{session.close_code!s}" == code, repr(session.close_code)
+        assert type(session.closed_error().code) is int
+
+
 def test_bytes_after_eof_are_ignored() -> None:
     """A writer saw the socket break (EOF) while a reader still had bytes in hand: no EOFError, the close stays 1006."""
     session = feed(encode_frame(OP_TEXT, b"x"), False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from websockets.frames import CloseCode
 
 from wsgi_ws.protocol.state import TRANSITIONS, ConnectionState, Event, InvalidTransition, Lifecycle
 
@@ -63,6 +64,13 @@ def test_an_abort_is_a_kind_of_closed_that_remembers_its_code() -> None:
     assert lifecycle.state is S.CLOSED and lifecycle.aborted == (1011, "keep-alive timeout")
     assert not lifecycle.abort(1013, "later"), "the first abort wins"
     assert lifecycle.aborted == (1011, "keep-alive timeout")
+
+
+def test_an_abort_keeps_a_plain_int_code() -> None:
+    """websockets' CloseCode is an IntEnum, whose str() is its name before Python 3.11: ws.close_code must print 1011."""
+    lifecycle = in_state(S.OPEN)
+    assert lifecycle.abort(CloseCode.INTERNAL_ERROR, "keep-alive timeout")
+    assert lifecycle.aborted is not None and type(lifecycle.aborted[0]) is int and str(lifecycle.aborted[0]) == "1011"
 
 
 def test_a_connection_never_accepted_cannot_be_aborted() -> None:

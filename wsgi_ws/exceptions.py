@@ -57,7 +57,7 @@ class ConnectionClosed(WebSocketError):
     """
 
     def __init__(self, close_code: int, close_reason: str = "", rcvd: Close | None = None, sent: Close | None = None) -> None:
-        self.close_code = close_code
+        self.close_code = int(close_code)  # a plain int: an IntEnum's str() is its name before Python 3.11
         self.close_reason = close_reason
         self.rcvd = rcvd
         self.sent = sent

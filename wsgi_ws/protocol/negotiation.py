@@ -42,7 +42,9 @@ def negotiate(
         compress_settings={"level": level, "memLevel": memory_level},
     )
     for name, params in offers:
-        if name != _NAME:
+        if name != _NAME or ("server_max_window_bits", "8") in params:
+            # zlib cannot compress raw deflate with a 256-byte window (madler/zlib#171): websockets 17 declines such an
+            # offer itself, websockets 16 (the last for Python 3.10) would accept it and fail in zlib.compressobj.
             continue
         try:
             response_params, extension = factory.process_request_params(params, [])

@@ -374,12 +374,12 @@ class Session:
     def _close(self) -> tuple[int, str]:
         protocol = self._protocol
         if protocol.close_rcvd is not None:
-            return protocol.close_rcvd.code, protocol.close_rcvd.reason
+            return int(protocol.close_rcvd.code), protocol.close_rcvd.reason
         sent = protocol.close_sent
         failed = self._failed is not None or (protocol.parser_exc is not None and not isinstance(protocol.parser_exc, EOFError))
         if failed and sent is not None:
-            return sent.code, sent.reason
-        return CloseCode.ABNORMAL_CLOSURE, ""
+            return int(sent.code), sent.reason
+        return int(CloseCode.ABNORMAL_CLOSURE), ""
 
     def closed_error(self) -> SessionClosed:
         """The error for an attempt to use this connection once it is closing or closed."""

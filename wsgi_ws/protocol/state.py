@@ -98,5 +98,5 @@ class Lifecycle:
         if self.aborted is not None or self.state is ConnectionState.CONNECTING:
             return False
         self.handle(Event.ABORT)
-        self.aborted = (code, reason)
+        self.aborted = (int(code), reason)  # a plain int, as Session.close_code: not a CloseCode member
         return True
