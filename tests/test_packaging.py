@@ -27,7 +27,7 @@ def wheel() -> tuple[set[str], str]:
     # several Python versions at once.
     source = folder / "source"
     shutil.copytree(ROOT / "wsgi_ws", source / "wsgi_ws", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, source / name)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(folder), str(source)],

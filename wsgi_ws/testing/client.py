@@ -10,12 +10,13 @@
             ws.send("hello")
             assert ws.recv(timeout=5) == "hello"
 
-Each :meth:`TestClient.connect` makes a ``socket.socketpair()``: the ``websockets`` package's blocking client on one
-end, the app on the other in a thread of its own, called with the environ a threaded server makes (Werkzeug's, as
-under ``flask run``), so the request goes through the library's real code: ``WebSocketMiddleware`` (which
-``WebSockets(app)`` installs), the handshake checks, the origin policy, the options of ``configure()``, the Flask
-config and the route, the framing, the close handshake, the ``ws.accept`` / ``ws.close`` log lines. No gunicorn, no
-gevent. The client is the one ``serve().connect()`` gives, so a test moves between the two by changing one line.
+Each :meth:`TestClient.connect` makes a loopback TCP connection (:func:`connected_pair`): the ``websockets``
+package's blocking client on one end, the app on the other in a thread of its own, called with the environ a
+threaded server makes (Werkzeug's, as under ``flask run``), so the request goes through the library's real code:
+``WebSocketMiddleware`` (which ``WebSockets(app)`` installs), the handshake checks, the origin policy, the options
+of ``configure()``, the Flask config and the route, the framing, the close handshake, the ``ws.accept`` /
+``ws.close`` log lines. No gunicorn, no gevent. The client is the one ``serve().connect()`` gives, so a test moves
+between the two by changing one line.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from .wsgi_server import BaseURL, Served, serve_request
 
-__all__ = ["HTTPResponse", "TestClient", "TestConnection"]
+__all__ = ["HTTPResponse", "TestClient", "TestConnection", "connected_pair"]
 
 WSGIApp = Callable[..., Iterable[bytes]]
 
@@ -81,6 +82,16 @@ class HTTPResponse:
     def text(self) -> str:
         """The body as UTF-8."""
         return self.body.decode()
+
+
+def connected_pair() -> tuple[socket.socket, socket.socket]:
+    """The two ends of one TCP connection on 127.0.0.1: the client's, the app's. (Not ``socket.socketpair()``: the
+    ``websockets`` client before version 17, the one for Python 3.10, sets ``TCP_NODELAY``, which a Unix socket
+    refuses.)"""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        own = socket.create_connection(listener.getsockname()[:2])
+        theirs, _ = listener.accept()
+    return own, theirs
 
 
 class TestClient:
@@ -150,7 +161,7 @@ class TestClient:
         kwargs.setdefault("open_timeout", self.timeout)
         kwargs.setdefault("close_timeout", self.timeout)
         kwargs.setdefault("create_connection", TestConnection)
-        own, theirs = socket.socketpair()
+        own, theirs = connected_pair()
         finish = self._start(theirs, path)
         try:
             ws: TestConnection = connect(self.url + path, sock=own, **kwargs)
@@ -170,7 +181,7 @@ class TestClient:
     def request(self, path: str = "/", method: str = "GET", headers: Mapping[str, str] | None = None, body: bytes = b"") -> HTTPResponse:
         """Send one plain HTTP request through the same server side (for a route's answer to a request that is not a
         WebSocket handshake, or a hand-made handshake: ``headers={"Upgrade": "websocket", ...}``)."""
-        own, theirs = socket.socketpair()
+        own, theirs = connected_pair()
         finish = self._start(theirs, path)
         try:
             own.settimeout(self.timeout)
