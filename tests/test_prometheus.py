@@ -12,7 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import types
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 
@@ -24,7 +24,7 @@ from websockets.typing import Origin
 
 from tests.constants import TIMEOUT
 from tests.redis_server import REDIS, RedisServer
-from tests.server import GunicornServer
+from tests.server import ROOT, GunicornServer
 from tests.test_metrics import Counted, fresh_route
 from tests.waiting import wait_until
 from wsgi_ws import metrics
@@ -116,25 +116,57 @@ def test_without_a_multiprocess_folder_stats_are_this_process(monkeypatch: pytes
 
 
 @pytest.mark.unit
-def test_a_server_gets_a_folder_of_its_own_emptied_at_start_and_removed_at_exit(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
-) -> None:
+def test_a_server_gets_a_folder_of_its_own_emptied_at_start(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
     for name in (prometheus.MULTIPROCESS_DIR, prometheus._MADE_HERE, "GUNICORN_PID"):
         monkeypatch.setenv(name, "")  # restored (to unset) after the test, whatever prepare_directory() sets
         monkeypatch.delenv(name)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     made = prometheus.prepare_directory()
     assert made is not None and os.path.isdir(made) and os.environ[prometheus.MULTIPROCESS_DIR] == made
     (pathlib.Path(made) / "counter_1.db").write_bytes(b"stale")
     prometheus.on_starting(None)
     assert os.listdir(made) == [], "a previous run's files are gone"
-    prometheus.on_exit(types.SimpleNamespace(reexec_pid=4242))
-    assert os.path.isdir(made), "a new master started by USR2 goes on with it"
-    prometheus.on_exit(types.SimpleNamespace(reexec_pid=0))
-    assert not os.path.exists(made)
-    monkeypatch.setenv(prometheus.MULTIPROCESS_DIR, str(tmp_path / "given"))
-    assert prometheus.prepare_directory() == str(tmp_path / "given") and (tmp_path / "given").is_dir()
-    prometheus.on_exit(types.SimpleNamespace(reexec_pid=0))
-    assert (tmp_path / "given").is_dir(), "a folder the user named is theirs"
+
+
+def _exit_after(tmp_path: pathlib.Path, code: str, env: dict[str, str] | None = None) -> str:
+    """Run ``code`` after prepare_directory() in a process of its own (TMPDIR=tmp_path); what it printed."""
+    script = "import os, sys, types\nfrom wsgi_ws.integrations import prometheus\nmade = prometheus.prepare_directory()\n" + code
+    environment = {k: v for k, v in os.environ.items() if k not in (prometheus.MULTIPROCESS_DIR, prometheus._MADE_HERE)}
+    environment.update(TMPDIR=str(tmp_path), **(env or {}))
+    done = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=TIMEOUT, check=True)
+    return done.stdout
+
+
+@pytest.mark.e2e
+def test_the_folder_made_is_removed_when_the_process_exits_but_not_by_a_forked_worker_nor_after_a_re_exec(
+    tmp_path: pathlib.Path,
+) -> None:
+    _exit_after(tmp_path, "pass")
+    assert list(tmp_path.glob("wsgi-ws-metrics-*")) == [], "removed at exit, with no master ever run"
+    printed = _exit_after(tmp_path, "pid = os.fork()\nif pid == 0:\n    sys.exit(0)\nos.waitpid(pid, 0)\nprint(os.path.isdir(made))")
+    assert printed.strip() == "True", "a forked worker's exit leaves it"
+    assert list(tmp_path.glob("wsgi-ws-metrics-*")) == [], "then the master's exit removes it"
+    _exit_after(tmp_path, "prometheus.on_exit(types.SimpleNamespace(reexec_pid=4242))")
+    (kept,) = tmp_path.glob("wsgi-ws-metrics-*")  # a new master started by USR2 goes on with it
+    _exit_after(tmp_path, "pass", env={prometheus.MULTIPROCESS_DIR: str(kept), prometheus._MADE_HERE: str(kept)})
+    assert not kept.exists(), "the new master removes it at its own exit"
+    given = tmp_path / "given"
+    _exit_after(tmp_path, "pass", env={prometheus.MULTIPROCESS_DIR: str(given)})
+    assert given.is_dir(), "a folder the user named is theirs"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("env", [{}, {"WS_KEEP_ALIVE_INTERVAL": "soon"}], ids=["check-config", "bad-option"])
+def test_a_config_loaded_without_serving_leaves_no_folder(tmp_path: pathlib.Path, env: dict[str, str]) -> None:
+    environment = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path), **env}
+    subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--check-config", "app:app"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        timeout=60,
+    )
+    assert list(tmp_path.glob("wsgi-ws-metrics-*")) == []
 
 
 # Two workers: connections spread over both, then scraped through whichever worker takes the request.

@@ -285,15 +285,27 @@ def prepare_directory() -> str | None:
     name a folder (a new temporary one unless it is set), so that the workers the server forks share it.
 
     Returns the folder, or None when ``prometheus_client`` is not installed (the metrics are then off, and ``/stats``
-    is per worker). Pair it with the hooks :func:`on_starting`, :func:`child_exit` and :func:`on_exit`."""
+    is per worker). A folder made here is removed when this process exits, however it exits (a start-up error, a
+    busy port, ``--check-config`` included), unless a new master started by ``USR2`` goes on with it (see
+    :func:`on_exit`). Pair it with the hooks :func:`on_starting`, :func:`child_exit` and :func:`on_exit`."""
     if importlib.util.find_spec("prometheus_client") is None:
         return None
     directory = os.environ.get(MULTIPROCESS_DIR)
     if directory:
         os.makedirs(directory, exist_ok=True)
-        return directory
-    directory = os.environ[MULTIPROCESS_DIR] = os.environ[_MADE_HERE] = tempfile.mkdtemp(prefix="wsgi-ws-metrics-")
+    else:
+        directory = os.environ[MULTIPROCESS_DIR] = os.environ[_MADE_HERE] = tempfile.mkdtemp(prefix="wsgi-ws-metrics-")
+    if directory == os.environ.get(_MADE_HERE):  # made here, or by the master that re-executed this one
+        atexit.register(_remove_at_exit, directory, os.getpid())
     return directory
+
+
+_handed_over: set[str] = set()  # folders a new master (USR2) goes on with: not removed at this one's exit
+
+
+def _remove_at_exit(directory: str, master: int) -> None:
+    if os.getpid() == master and directory not in _handed_over:  # not in a forked worker, which inherits the hook
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def on_starting(server: Any) -> None:
@@ -306,11 +318,12 @@ def on_starting(server: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
-    """gunicorn's ``on_exit`` hook: remove the folder :func:`prepare_directory` made (unless a new master, started by
-    ``USR2``, goes on with it)."""
+    """gunicorn's ``on_exit`` hook: the folder :func:`prepare_directory` made stays for the new master when this one
+    re-executed itself (``USR2``); else it is removed as this process exits."""
     directory = os.environ.get(_MADE_HERE)
-    if directory and directory == os.environ.get(MULTIPROCESS_DIR) and not getattr(server, "reexec_pid", 0):
-        shutil.rmtree(directory, ignore_errors=True)
+    reexecuted = bool(getattr(server, "reexec_pid", 0))
+    if directory and reexecuted:
+        _handed_over.add(directory)
 
 
 def child_exit(server: Any, worker: Any) -> None:
