@@ -45,8 +45,8 @@ loglevel = _server.log_level  # WSGI_WS_LOG_LEVEL
 # this server's own (PROMETHEUS_MULTIPROC_DIR, else a temporary one); dead workers are marked in child_exit.
 try:
     metrics_dir = wsgi_ws.prometheus.prepare_directory()
-except OSError as error:
-    sys.exit(f"Error: invalid setting PROMETHEUS_MULTIPROC_DIR: cannot make the folder ({error})")
+except server_settings.InvalidServerSetting as error:
+    sys.exit(f"Error: {error}")
 child_exit = wsgi_ws.prometheus.child_exit
 on_exit = wsgi_ws.prometheus.on_exit
 

@@ -198,8 +198,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"Error: {server_settings.busy_message(busy, '--bind ')}")
     try:  # Prometheus metrics summed over the workers, as under the project's gunicorn.conf.py
         prometheus.prepare_directory()
-    except OSError as error:
-        return _fail(f"Error: invalid setting {prometheus.MULTIPROCESS_DIR}: cannot make the folder ({error})")
+    except InvalidServerSetting as error:
+        return _fail(f"Error: {error}")
     gunicorn_settings = settings.gunicorn()
     gunicorn_settings["reload"] = args.reload
     gunicorn_settings.update(on_starting=prometheus.on_starting, child_exit=prometheus.child_exit, on_exit=prometheus.on_exit)

@@ -35,6 +35,7 @@ from typing import Any
 
 from .. import metrics
 from ..metrics import DURATION_BOUNDS, LAG_BOUNDS, SIZE_BOUNDS, Buckets, RouteCounts
+from ..server_settings import InvalidServerSetting
 
 __all__ = [
     "EXPORT_INTERVAL",
@@ -285,14 +286,18 @@ def prepare_directory() -> str | None:
     name a folder (a new temporary one unless it is set), so that the workers the server forks share it.
 
     Returns the folder, or None when ``prometheus_client`` is not installed (the metrics are then off, and ``/stats``
-    is per worker). A folder made here is removed when this process exits, however it exits (a start-up error, a
+    is per worker); :class:`~wsgi_ws.server_settings.InvalidServerSetting`, naming the variable, when the folder it
+    names cannot be made. A folder made here is removed when this process exits, however it exits (a start-up error, a
     busy port, ``--check-config`` included), unless a new master started by ``USR2`` goes on with it (see
     :func:`on_exit`). Pair it with the hooks :func:`on_starting`, :func:`child_exit` and :func:`on_exit`."""
     if importlib.util.find_spec("prometheus_client") is None:
         return None
     directory = os.environ.get(MULTIPROCESS_DIR)
     if directory:
-        os.makedirs(directory, exist_ok=True)
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as error:
+            raise InvalidServerSetting(f"invalid setting {MULTIPROCESS_DIR}: cannot make the folder ({error})") from None
     else:
         directory = os.environ[MULTIPROCESS_DIR] = os.environ[_MADE_HERE] = tempfile.mkdtemp(prefix="wsgi-ws-metrics-")
     if directory == os.environ.get(_MADE_HERE):  # made here, or by the master that re-executed this one
