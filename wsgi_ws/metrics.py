@@ -14,6 +14,7 @@ the counters without bound.
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from bisect import bisect_left
@@ -33,6 +34,7 @@ __all__ = [
     "SizeBuckets",
     "add_histogram",
     "add_source",
+    "before_first_count",
     "closed",
     "count_message_sizes",
     "histograms",
@@ -170,6 +172,8 @@ class RouteCounts:
 
 
 _count_sizes = False  # count_message_sizes() was called
+_before_first: list[Callable[[], None]] = []
+_counting = False  # this process has counted a connection (False again in a forked child)
 
 _lock = threading.Lock()
 _live: weakref.WeakSet[Counted] = weakref.WeakSet()
@@ -193,8 +197,32 @@ def _counts_for(route: str) -> RouteCounts:
     return counts
 
 
+def before_first_count(callback: Callable[[], None]) -> None:
+    """Call ``callback`` when this process first counts an accepted or refused connection, and again in each process
+    forked after that, before its own first count: :mod:`wsgi_ws.prometheus` starts its exporter so, whichever server
+    runs the app and whichever part refuses. ``callback`` must not raise, and may itself count."""
+    _before_first.append(callback)
+
+
+def _first_count() -> None:
+    global _counting
+    _counting = True
+    for callback in _before_first:
+        callback()
+
+
+def _forget_in_child() -> None:
+    global _counting
+    _counting = False
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def opened(ws: Counted) -> None:
     """A connection was accepted: it counts as open, and its messages' sizes go to its route's buckets."""
+    if not _counting:
+        _first_count()
     with _lock:
         counts = _counts_for(route_of(ws.environ))
         _live.add(ws)
@@ -213,6 +241,8 @@ def count_message_sizes() -> None:
 
 def refused(environ: Mapping[str, object], reason: str) -> None:
     """An upgrade request was refused, for ``reason`` (a word: see :attr:`RouteCounts.refused_by_reason`)."""
+    if not _counting:
+        _first_count()
     with _lock:
         by_reason = _counts_for(route_of(environ)).refused_by_reason
         by_reason[reason] = by_reason.get(reason, 0) + 1

@@ -19,7 +19,6 @@ from ..connection.keepalive import ConnectionMonitor
 from ..connection.websocket import WebSocket
 from ..exceptions import ConnectionClosed, InvalidMessage
 from ..protocol.session import CloseCode
-from .prometheus import ensure_exporting
 from .wsgi import ENVIRON_KEY, REFUSED_KEY, StartResponse, inline_callable
 
 __all__ = ["HANDLER_ERROR", "finish", "handler_failed", "opened", "run_app"]
@@ -34,7 +33,6 @@ HANDLER_ERROR = "wsgi_ws.handler_error"
 def opened(monitor: ConnectionMonitor, ws: WebSocket) -> None:
     """Register a connection that was just accepted: keep-alive, metrics, the ``ws.accept`` log line."""
     monitor.add(ws)
-    ensure_exporting()
     metrics.opened(ws)
     if log.isEnabledFor(logging.INFO):  # the arguments cost more than the cached level check
         log.info(

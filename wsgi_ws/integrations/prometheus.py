@@ -193,8 +193,8 @@ def _start() -> _Exporter:
 def ensure_exporting() -> None:
     """Start this process's exporter if ``PROMETHEUS_MULTIPROC_DIR`` is set and ``prometheus_client`` is installed.
 
-    Every worker must export, also those never scraped: the worker and the connection handling call this (it costs
-    one comparison after the first call)."""
+    Every worker must export, also those never scraped: our worker calls this when it starts serving, and
+    :mod:`wsgi_ws.metrics` before a process first counts a connection, under any server."""
     global _checked_pid
     if _checked_pid == os.getpid():
         return
@@ -209,6 +209,9 @@ def ensure_exporting() -> None:
             _start()
         except OSError as error:  # the folder is gone or not writable: serve on, without metrics
             log.warning("Prometheus metrics are off in this worker: %s=%s cannot be written (%s)", MULTIPROCESS_DIR, directory, error)
+
+
+metrics.before_first_count(ensure_exporting)  # under any server: also a worker that only ever refuses
 
 
 def export_now() -> None:

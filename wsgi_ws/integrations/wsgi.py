@@ -19,7 +19,7 @@ from ..options import WebSocketOptions
 from ..protocol.errors import HandshakeRefused
 from ..protocol.handshake import HandshakeRequest, is_upgrade_request, validate_request
 from ..protocol.origins import ALLOW_ALL
-from .prometheus import ensure_exporting
+from . import prometheus as _prometheus  # noqa: F401  (it starts exporting before this process first counts)
 from .proxies import own_origins
 
 __all__ = ["ENVIRON_KEY", "HTTPErrorApp", "StartResponse", "check_origin", "inline_callable", "prepare", "refuse", "warn_if_every_origin"]
@@ -63,7 +63,6 @@ def refuse(
 
     ``why`` is the word it is counted under (``capacity``, ``shutdown``); by default ``origin`` for a 403, else
     ``handshake``."""
-    ensure_exporting()
     metrics.refused(environ, why or ("origin" if status == 403 else "handshake"))
     environ[REFUSED_KEY] = True
     log.log(level, "ws.refuse path=%s peer=%s status=%s reason=%r", environ.get("PATH_INFO"), peer_of(environ), status, reason)
