@@ -57,6 +57,16 @@ def test_echo_and_close_codes_through_nginx(proxy: NginxProxy) -> None:
     assert (ws.protocol.close_rcvd.code, ws.protocol.close_rcvd.reason) == (4005, "via proxy")
 
 
+@pytest.mark.parametrize("path", ["/route/small", "/rooms/echo?x=1", "/hub/nginx"])
+def test_every_websocket_route_upgrades_through_nginx(proxy: NginxProxy, path: str) -> None:
+    """Not only /ws: a route with a path parameter, a blueprint's prefix or a query string upgrades too."""
+    with connect(f"{proxy.url}{path}", open_timeout=TIMEOUT) as ws:
+        ws.send("any route")
+        deadline = time.monotonic() + TIMEOUT
+        while ws.recv(timeout=TIMEOUT) != "any route":  # some routes say something first
+            assert time.monotonic() < deadline
+
+
 def test_server_close_code_reaches_the_client_through_nginx(proxy: NginxProxy) -> None:
     with connect(f"{proxy.url}/ws", open_timeout=TIMEOUT) as ws:
         ws.send(b"x" * (1024 * 1024 + 1))
@@ -104,7 +114,9 @@ def test_plain_pages_and_forwarded_headers_through_nginx(proxy: NginxProxy) -> N
     with urllib.request.urlopen(f"http://127.0.0.1:{proxy.port}/headers", timeout=TIMEOUT) as response:
         seen = json.load(response)
     host = f"127.0.0.1:{proxy.port}"  # $http_host: with the port, so the app sees the origin the browser used
-    assert seen == {"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http", "X-Forwarded-Host": host, "Host": host}
+    forwarded = {"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http", "X-Forwarded-Host": host, "Host": host}
+    # No Connection header (not "close") on a plain request: nginx keeps its upstream connections for the next one.
+    assert seen == {**forwarded, "Connection": None, "Upgrade": None}
     with pytest.raises(InvalidStatus) as caught:
         connect(f"{proxy.url}/nowhere", open_timeout=TIMEOUT)
     assert caught.value.response.status_code == 404

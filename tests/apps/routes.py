@@ -181,8 +181,9 @@ def stream(ws: WebSocket) -> None:
 
 @app.get("/headers")
 def headers() -> dict[str, str | None]:
-    """The proxy headers as the app sees them."""
-    return {name: request.headers.get(name) for name in ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Host")}
+    """The proxy headers as the app sees them, and the hop-by-hop ones a proxy may add."""
+    names = ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Host", "Connection", "Upgrade")
+    return {name: request.headers.get(name) for name in names}
 
 
 @app.get("/stats")
