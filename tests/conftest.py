@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -88,6 +89,7 @@ def certificate() -> Iterator[tuple[str, str]]:
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     yield str(cert), str(key)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 TIERS = ("unit", "socket", "e2e", "browser")

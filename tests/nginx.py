@@ -76,7 +76,19 @@ class NginxProxy:
         return (self.folder / "error.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        """Stop nginx (fast shutdown)."""
+        """Stop nginx (fast shutdown), wait until its master has exited, and remove its folder."""
         pid_file = self.folder / "nginx.pid"
         if pid_file.exists():
-            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+            pid = int(pid_file.read_text())
+            os.kill(pid, signal.SIGTERM)
+            wait_until(lambda: not process_exists(pid), f"nginx (pid {pid}) still running after SIGTERM", 3 * TIMEOUT)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process ``pid`` exists (nginx daemonizes: it is not our child, so it leaves no zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -10,6 +10,7 @@ import json
 import os
 import pty
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -136,6 +137,7 @@ def serving() -> Iterator[list[Serving]]:
     yield started
     for server in started:
         server.stop()
+        shutil.rmtree(server.log_path.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -22,24 +22,25 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def wheel() -> tuple[set[str], str]:
     """`pip wheel` of the project: the wheel's file names and its METADATA."""
-    folder = Path(tempfile.mkdtemp(prefix="wsgi-ws-wheel-"))
-    # Built from a copy: setuptools builds in the source tree (build/, *.egg-info), and `make test` runs this test on
-    # several Python versions at once.
-    source = folder / "source"
-    shutil.copytree(ROOT / "wsgi_ws", source / "wsgi_ws", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(ROOT / name, source / name)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(folder), str(source)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (built,) = folder.glob("wsgi_ws-*.whl")
-    assert built.name.startswith(f"wsgi_ws-{wsgi_ws.__version__}-")
-    with zipfile.ZipFile(built) as archive:
-        names = set(archive.namelist())
-        return names, archive.read(next(name for name in names if name.endswith("METADATA"))).decode()
+    with tempfile.TemporaryDirectory(prefix="wsgi-ws-wheel-") as temporary:
+        folder = Path(temporary)
+        # Built from a copy: setuptools builds in the source tree (build/, *.egg-info), and `make test` runs this test on
+        # several Python versions at once.
+        source = folder / "source"
+        shutil.copytree(ROOT / "wsgi_ws", source / "wsgi_ws", ignore=shutil.ignore_patterns("__pycache__"))
+        for name in ("pyproject.toml", "README.md", "LICENSE"):
+            shutil.copy(ROOT / name, source / name)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(folder), str(source)],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        (built,) = folder.glob("wsgi_ws-*.whl")
+        assert built.name.startswith(f"wsgi_ws-{wsgi_ws.__version__}-")
+        with zipfile.ZipFile(built) as archive:
+            names = set(archive.namelist())
+            return names, archive.read(next(name for name in names if name.endswith("METADATA"))).decode()
 
 
 def test_wheel_is_typed_versioned_and_declares_ranges(wheel: tuple[set[str], str]) -> None:
