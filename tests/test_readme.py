@@ -4,6 +4,7 @@ them resolves. The README is the short front page; most examples live in the pag
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
 import re
 import textwrap
@@ -11,6 +12,7 @@ import textwrap
 import pytest
 
 from tests.server import ROOT
+from wsgi_ws.options import WebSocketOptions
 
 pytestmark = pytest.mark.unit
 
@@ -49,3 +51,24 @@ def test_the_readme_links_to_docs_pages_that_exist() -> None:
     for page, anchor in links:
         assert (ROOT / page).is_file(), page
         assert not anchor or anchor in _anchors((ROOT / page).read_text()), f"{page}#{anchor}"
+
+
+def _section(text: str, heading: str) -> str:
+    """The text under ``heading`` (a ``## `` line), up to the next heading of that level."""
+    return text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _option_rows(text: str) -> list[str]:
+    """The rows of the option tables (a backquoted option name first), links written as from the docs folder."""
+    rows = re.findall(r"^\| `[a-z_]+` \|.*$", text, re.M)
+    return [re.sub(r"\]\(docs/", "](", re.sub(r"\]\(docs/options\.md#", "](#", row)) for row in rows]
+
+
+def test_the_readmes_options_table_is_the_options_page_s() -> None:
+    """Both list every option; docs/options.md is the one to edit, and the README's copy must follow it."""
+    readme = _option_rows(_section((ROOT / "README.md").read_text(), "## Options"))
+    page_text = (ROOT / "docs" / "options.md").read_text()
+    page = _option_rows(page_text.split("\n## Options per route\n")[0] + _section(page_text, "## Compression"))
+    assert readme == page, "\n".join(sorted(set(readme) ^ set(page)))
+    documented = {row.split("`")[1] for row in page}
+    assert documented == {field.name for field in dataclasses.fields(WebSocketOptions)}
