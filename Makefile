@@ -48,8 +48,8 @@ run: install
 	$(BIN)/gunicorn -c gunicorn.conf.py app:app
 
 lint: install-test
-	$(BIN)/ruff check wsgi_ws tests bench fuzz docs app.py gunicorn.conf.py
-	$(BIN)/ruff format --check wsgi_ws tests bench fuzz docs app.py gunicorn.conf.py
+	$(BIN)/ruff check wsgi_ws tests bench fuzz docs/griffe_roles.py app.py gunicorn.conf.py
+	$(BIN)/ruff format --check wsgi_ws tests bench fuzz docs/griffe_roles.py app.py gunicorn.conf.py
 	$(BIN)/mypy
 
 # The docs site (mkdocs.yml, docs/) into site/; --strict turns every warning (a broken link, a docstring that does not
