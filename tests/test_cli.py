@@ -10,12 +10,10 @@ import json
 import os
 import pty
 import select
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import termios
 import time
 import urllib.request
@@ -36,6 +34,7 @@ from wsgi_ws.cli.client import describe
 from wsgi_ws.cli.serve import ServeApplication, with_flags
 from wsgi_ws.server_settings import ServerSettings, from_environment
 from wsgi_ws.testing import TestServer, serve
+from wsgi_ws.testing.live import ServerLog
 
 BUSY = "is already in use (another server?): stop it, or serve elsewhere with --bind 127.0.0.1:"
 
@@ -99,8 +98,8 @@ class Serving:
         else:
             self.listener.listen(128)
             bind, fds = f"fd://{self.listener.fileno()}", (self.listener.fileno(),)
-        self.log_path = Path(tempfile.mkdtemp(prefix="wsgi-ws-cli-")) / "serve.log"
-        with self.log_path.open("wb") as log:
+        self._log = ServerLog("wsgi-ws-cli-", "serve.log")
+        with self._log.open() as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "wsgi_ws", "serve", *args, "--bind", bind],
                 cwd=ROOT,
@@ -111,7 +110,7 @@ class Serving:
             )
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self._log.text()
 
     def wait_for_log(self, text: str) -> str:
         wait_until(lambda: text in self.log() or self.process.poll() is not None, f"{text!r} not logged:\n{self.log()}")
@@ -127,6 +126,7 @@ class Serving:
                 self.process.kill()
                 self.process.wait()
         self.listener.close()
+        self._log.close()
         return self.process.returncode
 
 
@@ -137,7 +137,6 @@ def serving() -> Iterator[list[Serving]]:
     yield started
     for server in started:
         server.stop()
-        shutil.rmtree(server.log_path.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

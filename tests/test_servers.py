@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
@@ -26,6 +23,7 @@ from tests.nginx import free_port
 from tests.server import ROOT, GunicornServer
 from tests.waiting import wait_until
 from tests.wsclient import OP_PING, OP_TEXT, RawClient, upgrade_request
+from wsgi_ws.testing.live import ServerLog
 
 pytestmark = pytest.mark.e2e
 
@@ -39,9 +37,8 @@ class FlaskRun:
         self.port = free_port()
         environment = {k: v for k, v in os.environ.items() if not k.startswith(("WS_", "WSGI_WS_"))}
         environment.update({"PYTHONPATH": str(ROOT), "WS_CLOSE_TIMEOUT": "2", **(env or {})})
-        self.log_path = Path(tempfile.mkdtemp(prefix="wsgi-ws-flask-run-")) / "server.log"
-        self._final_log: str | None = None
-        with self.log_path.open("wb") as log:
+        self._log = ServerLog("wsgi-ws-flask-run-", "server.log")
+        with self._log.open() as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "flask", "--app", app, "run", "--port", str(self.port)],
                 cwd=ROOT,
@@ -69,16 +66,12 @@ class FlaskRun:
 
     def log(self) -> str:
         """What the server printed so far (Werkzeug's request lines, wsgi-ws's warnings); after stop(), all of it."""
-        if self._final_log is not None:
-            return self._final_log
-        return self.log_path.read_text(errors="replace")
+        return self._log.text()
 
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=TIMEOUT)
-        if self._final_log is None:
-            self._final_log = self.log()
-            shutil.rmtree(self.log_path.parent, ignore_errors=True)
+        self._log.close()
 
 
 #: The server's own origin policy: two sites, which /route/narrow narrows to one (a route narrows, never widens).

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -12,6 +14,7 @@ from websockets.exceptions import InvalidStatus
 
 from tests.constants import TIMEOUT
 from wsgi_ws.testing import TestClient, TestServer, serve
+from wsgi_ws.testing.live import ServerLog
 
 pytestmark = pytest.mark.e2e
 
@@ -30,6 +33,19 @@ def test_serve_runs_an_app_with_the_websocket_worker_and_connects() -> None:
     assert server.process.returncode is not None
     assert not folder.exists(), "serve() left its log folder behind"
     assert "wsgi_ws.worker.WebSocketWorker" in server.log(), "the log is still there to read after the block"
+
+
+def test_a_server_log_is_read_while_written_and_keeps_its_text_once_its_folder_is_gone() -> None:
+    """The log of serve(), and of the project's own flask run and python -m wsgi_ws serve helpers."""
+    log = ServerLog("wsgi-ws-test-", "out.log")
+    with log.open() as output:
+        subprocess.run([sys.executable, "-c", "print('hello')"], stdout=output, check=True, timeout=TIMEOUT)
+    assert log.text() == "hello\n"
+    log.close()
+    assert not log.path.parent.exists()
+    assert log.text() == "hello\n"
+    log.close()  # a second close does nothing
+    assert log.text() == "hello\n"
 
 
 def test_serve_passes_options_through_the_environment() -> None:

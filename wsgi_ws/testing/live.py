@@ -32,14 +32,43 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from websockets.sync.client import ClientConnection, connect
 
-__all__ = ["TestServer", "serve"]
+__all__ = ["ServerLog", "TestServer", "serve"]
 
 #: Seconds stop() waits for gunicorn to exit before killing it.
 STOP_TIMEOUT = 30.0
+
+
+class ServerLog:
+    """What a server process prints, in a file in a temporary folder of its own.
+
+    Pass :meth:`open` to the process as its output; :meth:`text` reads what it has written so far. :meth:`close`, once
+    the process has exited, keeps the text and removes the folder: :meth:`text` then still returns all of it, and a
+    second :meth:`close` does nothing."""
+
+    def __init__(self, prefix: str, name: str) -> None:
+        #: The file (in a folder made with ``tempfile.mkdtemp(prefix=prefix)``); gone after :meth:`close`.
+        self.path = Path(tempfile.mkdtemp(prefix=prefix)) / name
+        self._final: str | None = None
+
+    def open(self) -> BinaryIO:
+        """The file, opened for the process to write to (close it once the process has it)."""
+        return self.path.open("wb")
+
+    def text(self) -> str:
+        """Everything written so far; after :meth:`close`, all of it."""
+        if self._final is not None:
+            return self._final
+        return self.path.read_text(errors="replace")
+
+    def close(self) -> None:
+        """Keep the text and remove the folder (call it once the process has exited)."""
+        if self._final is None:
+            self._final = self.text()
+            shutil.rmtree(self.path.parent, ignore_errors=True)
 
 
 class TestServer:
@@ -64,8 +93,9 @@ class TestServer:
         self.port: int = self.listener.getsockname()[1]
         #: The environment overrides it was started with.
         self.env = dict(env or {})
-        self.log_path = Path(tempfile.mkdtemp(prefix="wsgi-ws-test-")) / "gunicorn.log"
-        self._final_log: str | None = None  # the log once stopped: its folder is gone then
+        self._log = ServerLog("wsgi-ws-test-", "gunicorn.log")
+        #: Where the server's output goes; the file and its folder are removed by :meth:`stop`.
+        self.log_path = self._log.path
         fd = self.listener.fileno()
         command = [sys.executable, "-m", "gunicorn"]
         if config is not None:
@@ -76,7 +106,7 @@ class TestServer:
         environment = {k: v for k, v in os.environ.items() if not k.startswith(("WS_", "WSGI_WS_"))}
         environment["WSGI_WS_BIND"] = f"fd://{fd}"  # for a gunicorn.conf.py that reads it, as the project's does
         environment.update(self.env)
-        with self.log_path.open("wb") as log_file:
+        with self._log.open() as log_file:
             self.process = subprocess.Popen(
                 [*command, *args, app],
                 cwd=cwd,
@@ -109,9 +139,7 @@ class TestServer:
 
     def log(self) -> str:
         """Everything the server printed so far (gunicorn's and wsgi-ws's log lines); after :meth:`stop`, all of it."""
-        if self._final_log is not None:
-            return self._final_log
-        return self.log_path.read_text(errors="replace")
+        return self._log.text()
 
     def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
         """Wait until the log contains ``text`` (a line the server writes after the client's side is done, such as
@@ -139,9 +167,7 @@ class TestServer:
                 self.process.kill()
                 self.process.wait()
         self.listener.close()
-        if self._final_log is None:
-            self._final_log = self.log()
-            shutil.rmtree(self.log_path.parent, ignore_errors=True)
+        self._log.close()
         return self.process.returncode
 
 
