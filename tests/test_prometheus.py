@@ -93,9 +93,14 @@ def test_each_export_adds_only_what_was_counted_since_the_last() -> None:
     assert after[f'wsgi_ws_connection_duration_seconds_bucket{{le="10.0",route="{route}"}}'] == 1
 
 
+def _python(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a Python process of its own with the environment ``env`` (prometheus_client chooses its mode
+    when first imported); what it printed. Fails on a non-zero exit."""
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=TIMEOUT, check=True)
+
+
 @pytest.mark.e2e
 def test_a_folder_that_cannot_be_written_turns_the_metrics_off_and_serving_goes_on(tmp_path: pathlib.Path) -> None:
-    # prometheus_client chooses its mode when first imported: a process of its own, with the variable set before.
     script = (
         "import logging, sys\n"
         "logging.basicConfig(stream=sys.stdout)\n"
@@ -104,7 +109,7 @@ def test_a_folder_that_cannot_be_written_turns_the_metrics_off_and_serving_goes_
         "print('serving on')\n"
     )
     env = {**os.environ, prometheus.MULTIPROCESS_DIR: str(tmp_path / "removed")}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=TIMEOUT, check=True)
+    done = _python(script, env)
     assert "Prometheus metrics are off in this worker: PROMETHEUS_MULTIPROC_DIR=" in done.stdout and "serving on" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
 
@@ -121,7 +126,7 @@ def test_a_process_that_only_refuses_exports_its_refusals(tmp_path: pathlib.Path
         "assert [admission.admit(environ, options).status for _ in range(2)] == [429, 429]\n"
     )
     env = {**os.environ, prometheus.MULTIPROCESS_DIR: str(tmp_path)}
-    subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=TIMEOUT, check=True)
+    _python(script, env)
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(tmp_path))  # type: ignore[no-untyped-call]
     exported = samples(generate_latest(registry).decode())
@@ -153,8 +158,7 @@ def _exit_after(tmp_path: pathlib.Path, code: str, env: dict[str, str] | None = 
     script = "import os, sys, types\nfrom wsgi_ws.integrations import prometheus\nmade = prometheus.prepare_directory()\n" + code
     environment = {k: v for k, v in os.environ.items() if k not in (prometheus.MULTIPROCESS_DIR, prometheus._MADE_HERE)}
     environment.update(TMPDIR=str(tmp_path), **(env or {}))
-    done = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=TIMEOUT, check=True)
-    return done.stdout
+    return _python(script, environment).stdout
 
 
 @pytest.mark.e2e
