@@ -151,9 +151,14 @@ def attempt_after_signal(server: GunicornServer) -> str:
 
 def wait_for_log(server: GunicornServer, text: str, timeout: float) -> float:
     """Wait until the server's log contains ``text``; returns the monotonic time it was seen."""
+    return wait_for_any_log(server, (text,), timeout)
+
+
+def wait_for_any_log(server: GunicornServer, texts: tuple[str, ...], timeout: float) -> float:
+    """Wait until the server's log contains one of ``texts``; returns the monotonic time it was seen."""
     deadline = time.monotonic() + timeout
-    while text not in server.log():
-        assert time.monotonic() < deadline, f"{text!r} not logged within {timeout} s"
+    while not any(text in server.log() for text in texts):
+        assert time.monotonic() < deadline, f"none of {texts!r} logged within {timeout} s"
         time.sleep(0.02)
     return time.monotonic()
 
@@ -232,6 +237,9 @@ def test_rolling_restart_new_workers_serve_old_ones_close_with_1001_and_exit_at_
         server.process.send_signal(signal.SIGHUP)
         assert wait_for_close_codes(old_clients, TIMEOUT) == [1001] * 6
         assert time.monotonic() - started < 2
+        for pid in old_pids:  # both stopped accepting (all six may be on one), else a new client may rightly get a 503;
+            # a worker told to stop before it began serving logs only its exit
+            wait_for_any_log(server, (f"worker {pid} shutting down: stopped accepting", f"Worker exiting (pid: {pid})"), TIMEOUT)
         new_clients = connect_many(stack, server, 6)  # made right after the old workers began going away
         for pid in old_pids:
             wait_for_log(server, f"Worker exiting (pid: {pid})", TIMEOUT)

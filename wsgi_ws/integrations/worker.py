@@ -372,8 +372,12 @@ class WebSocketWorker(GeventPyWSGIWorker):  # type: ignore[misc]  # gunicorn is 
             server.close()  # the listening sockets: new connections go to the other workers, or are refused
         self._woken.set()
         count = state.monitor.close_all(CloseCode.GOING_AWAY, reason)
-        if count:
-            log.info("worker %s %s: closing %d WebSocket connection(s) with 1001", self.pid, reason.removeprefix("server "), count)
+        log.info(
+            "worker %s %s: stopped accepting, closing %d WebSocket connection(s) with 1001",
+            self.pid,
+            reason.removeprefix("server "),
+            count,
+        )
         self._loop.run_callback(state.end_idle)  # the hub throws into the idle greenlets
 
     def _go_away_soon(self, reason: str) -> None:
